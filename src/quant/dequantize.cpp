@@ -13,7 +13,7 @@ namespace ds4::quant {
 size_t row_bytes(DType type, int64_t n) {
     const auto b = dtype_row_bytes(type, n < 0 ? 0 : static_cast<uint64_t>(n));
     if (n < 0 || !b)
-        detail::fail(ErrorCode::InvalidArgument, "%lld elements is not a whole number of %s blocks",
+        ds4::detail::fail(ErrorCode::InvalidArgument, "%lld elements is not a whole number of %s blocks",
                      static_cast<long long>(n), std::string(dtype_name(type)).c_str());
     return static_cast<size_t>(*b);
 }
@@ -22,7 +22,7 @@ namespace {
 
 void check_blocks(DType type, int64_t n, int block) {
     if (n < 0 || n % block != 0)
-        detail::fail(ErrorCode::InvalidArgument, "dequantize %s: %lld elements is not a multiple of %d",
+        ds4::detail::fail(ErrorCode::InvalidArgument, "dequantize %s: %lld elements is not a multiple of %d",
                      std::string(dtype_name(type)).c_str(), static_cast<long long>(n), block);
 }
 
@@ -137,7 +137,7 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
             dequant_q8_K(static_cast<const BlockQ8_K*>(src), dst, n / kQK_K);
             return;
         default:
-            detail::fail(ErrorCode::UnsupportedModel, "cannot dequantize type %s",
+            ds4::detail::fail(ErrorCode::UnsupportedModel, "cannot dequantize type %s",
                          std::string(dtype_name(type)).c_str());
     }
 }

@@ -10,7 +10,7 @@
 
 namespace ds4::quant {
 
-namespace detail {
+namespace tables {
 constexpr uint16_t kIq2xxsTrits[256] = {
        0,    2,    4,    6,    8,   10,   12,   18,   20,   24,   26,   28,   30,   36,   42,   46,
       48,   54,   56,   62,   74,   82,   84,   90,   94,  108,  138,  150,  162,  164,  182,  218,
@@ -54,11 +54,11 @@ constexpr std::array<uint8_t, 128> make_iq2_signs() {
     }
     return out;
 }
-}  // namespace detail
+}  // namespace tables
 
 // Codeword i as 8 bytes (byte j = magnitude of element j).
-inline constexpr std::array<uint64_t, 256> kIq2xxsGrid = detail::expand_iq2xxs_grid();
+inline constexpr std::array<uint64_t, 256> kIq2xxsGrid = tables::expand_iq2xxs_grid();
 // Sign pattern for a 7-bit sign index (bit j set = element j negative).
-inline constexpr std::array<uint8_t, 128> kIq2Signs = detail::make_iq2_signs();
+inline constexpr std::array<uint8_t, 128> kIq2Signs = tables::make_iq2_signs();
 
 }  // namespace ds4::quant
