@@ -1,0 +1,72 @@
+// ds4 — a loaded DeepSeek-V4-Flash model.
+//
+// Model::load maps a GGUF file (never copying the weights), reads the
+// hyperparameters from its metadata, and checks every tensor's name, shape
+// and type before anything runs. A Model is immutable after load and may be
+// shared by any number of Sessions on any threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ds4/config.hpp"
+#include "ds4/version.hpp"
+
+namespace ds4 {
+DS4_INLINE_NAMESPACE_BEGIN
+
+namespace gguf {
+class File;
+}
+class Tokenizer;
+
+struct ModelOptions {
+    // Worker threads for the matrix products (0 = OpenMP's default, normally
+    // one per core).
+    int n_threads = 0;
+    // Refuse files whose hyperparameters differ from the published model
+    // (off: smaller consistent test models load too).
+    bool require_published_shape = false;
+    // Load the tokenizer from the GGUF metadata when it is present.
+    bool load_tokenizer = true;
+};
+
+class Model {
+public:
+    // Throws ds4::Error (IoError, CorruptFile, UnsupportedModel) naming the
+    // file and the key or tensor that does not match.
+    static std::shared_ptr<const Model> load(const std::string& path, const ModelOptions& options = {});
+
+    ~Model();
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
+
+    const ModelConfig& config() const noexcept;
+    const ModelOptions& options() const noexcept;
+    const std::string& path() const noexcept;
+    const gguf::File& gguf() const noexcept;
+    // Null when the file carries no tokenizer (or load_tokenizer was false).
+    const Tokenizer* tokenizer() const noexcept;
+
+    // Identity of the weights: a hash of the hyperparameters, the tensor
+    // directory and samples of the tensor data. Snapshots and steering files
+    // record it so they are never applied to another model.
+    uint64_t fingerprint() const noexcept;
+
+    struct WeightBytes {
+        uint64_t routed_experts = 0;  // 3-D expert tensors (mapped, never copied)
+        uint64_t other = 0;           // everything else
+    };
+    WeightBytes weight_bytes() const noexcept;
+
+    struct Impl;
+    const Impl& impl() const noexcept { return *impl_; }
+
+private:
+    Model();
+    std::unique_ptr<Impl> impl_;
+};
+
+DS4_INLINE_NAMESPACE_END
+}  // namespace ds4

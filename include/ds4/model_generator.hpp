@@ -1,0 +1,59 @@
+// ds4 — writes synthetic DeepSeek-V4-Flash GGUF files with the exact tensor
+// names and layout of the published model, from a seed. Used by the tests
+// (tiny configurations) and by the benchmarks (full-width configurations with
+// a few layers). The weights are random but scaled so that activations stay
+// finite over long sequences.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ds4/config.hpp"
+#include "ds4/version.hpp"
+
+namespace ds4 {
+DS4_INLINE_NAMESPACE_BEGIN
+
+// Tensor types of the generated file.
+enum class WeightMix {
+    F32,  // every tensor F32 (tid2eid I32): the exact-comparison test model
+    Q2,   // published q2 mix: routed gate/up IQ2_XXS, down Q2_K; dense Q8_0; HC/router/compressor/indexer/embedding F16
+    Q4,   // published q4 mix: routed experts Q4_K; the rest as Q2
+};
+
+enum class VocabKind {
+    None,   // no tokenizer metadata (token ids only)
+    Small,  // a small BPE vocabulary: bytes + the first merges + the special tokens
+    Full,   // the full DeepSeek V4 vocabulary (129280 ids)
+};
+
+struct GeneratorOptions {
+    ModelConfig config;
+    WeightMix mix = WeightMix::F32;
+    uint64_t seed = 1;
+    VocabKind vocab = VocabKind::None;
+    int small_vocab_merges = 768;  // with VocabKind::Small
+    // Quantized tensors are written as random valid blocks with realistic
+    // scales instead of quantizing Gaussian weights (much faster; meant for
+    // full-width benchmark models).
+    bool random_quant_blocks = false;
+    // Write exp_probs_b.bias on learned-routing layers.
+    bool router_bias = true;
+};
+
+// A 6-layer model of width 256 covering every layer kind: layers 0-2 hash
+// routed, ratios [0, 0, 4, 16, 4, 16] (16 stands in for 128), window 16,
+// indexer top-k 8, so a 200-token sequence crosses every window, compression
+// and top-k boundary. n_vocab is set by the generator from the vocabulary
+// (or 1024 with VocabKind::None).
+ModelConfig tiny_model_config();
+// The published dimensions with `n_layers` layers: layer 0 is ratio 0 and
+// hash routed; then ratios alternate 4, 128, 4, ...
+ModelConfig full_width_model_config(int n_layers);
+
+// Generate and write the file. The config's n_vocab is replaced by the
+// vocabulary's size when a vocabulary is embedded.
+void generate_model(const GeneratorOptions& options, const std::string& path);
+
+DS4_INLINE_NAMESPACE_END
+}  // namespace ds4

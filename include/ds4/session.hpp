@@ -1,0 +1,156 @@
+// ds4 — one timeline of a model: its attention state (raw window, compressed
+// rows, compressor and indexer state), the tokens it holds and the logits
+// for the next token.
+//
+// A Session is used by one thread at a time; several Sessions may share one
+// Model concurrently.
+//
+// State after a failed call:
+//  - InvalidArgument (bad token id, empty input) and ContextFull: the session
+//    is unchanged (checked before any work).
+//  - Cancelled (the progress callback returned false): the tokens of every
+//    chunk completed before cancellation are kept; position() says how many,
+//    and logits() are those after the last kept token.
+//  - anything else: the session is reset to empty.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ds4/hook.hpp"
+#include "ds4/types.hpp"
+#include "ds4/version.hpp"
+
+namespace ds4 {
+DS4_INLINE_NAMESPACE_BEGIN
+
+class Model;
+
+struct SessionOptions {
+    // Maximum number of tokens the timeline can hold.
+    int64_t context_size = 4096;
+    // Tokens evaluated per batch in prefill (bounds scratch memory).
+    int prefill_chunk = 256;
+    // Keep a rewind checkpoint at the end of every prefill() and every
+    // `checkpoint_interval` tokens inside long prefills (0 = only at the end).
+    int64_t checkpoint_interval = 2048;
+    // At most this many rewind checkpoints are kept (oldest dropped first).
+    int max_checkpoints = 8;
+};
+
+// Called after each prefill chunk with (tokens done, tokens total); return
+// false to cancel.
+using ProgressCallback = std::function<bool(int64_t done, int64_t total)>;
+
+struct PrefillOptions {
+    // Compute logits for every token of this call (logits_at), not only the last.
+    bool all_logits = false;
+    ProgressCallback progress;
+};
+
+// An in-memory copy of a session's state (tokens, attention state, logits).
+class Snapshot {
+public:
+    Snapshot();
+    ~Snapshot();
+    Snapshot(const Snapshot&);
+    Snapshot& operator=(const Snapshot&);
+    Snapshot(Snapshot&&) noexcept;
+    Snapshot& operator=(Snapshot&&) noexcept;
+
+    int64_t position() const noexcept;
+    uint64_t model_fingerprint() const noexcept;
+    // Identifies the steering/hook edits that produced the state (0 = none).
+    uint64_t steering_fingerprint() const noexcept;
+    size_t size_bytes() const noexcept;
+
+    struct Impl;
+
+private:
+    friend class Session;
+    std::unique_ptr<Impl> impl_;
+};
+
+class Session {
+public:
+    explicit Session(std::shared_ptr<const Model> model, const SessionOptions& options = {});
+    ~Session();
+    Session(Session&&) noexcept;
+    Session& operator=(Session&&) noexcept;
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    const Model& model() const noexcept;
+    const std::shared_ptr<const Model>& model_ptr() const noexcept;
+    const SessionOptions& options() const noexcept;
+
+    int64_t position() const noexcept;  // tokens held
+    int64_t context_size() const noexcept;
+    std::span<const TokenId> tokens() const noexcept;
+
+    // Append tokens and compute the logits after the last one.
+    void prefill(std::span<const TokenId> tokens, const PrefillOptions& options = {});
+    // Append one token (prefill of one token).
+    void decode(TokenId token);
+
+    // Logits for the next token (empty before the first token).
+    std::span<const float> logits() const noexcept;
+    // With PrefillOptions::all_logits: logits after token `i` of the last
+    // prefill call (0-based within that call).
+    std::span<const float> logits_at(int64_t i) const;
+
+    // Drop every token from `position` on; the state and logits become
+    // those after tokens[0, position). Restores the newest checkpoint at or
+    // before `position` and re-evaluates the tokens after it.
+    void rewind(int64_t position);
+    // Empty the timeline.
+    void reset();
+
+    // Length of the common prefix of `tokens` and tokens().
+    int64_t common_prefix(std::span<const TokenId> tokens) const noexcept;
+    // Make the timeline hold exactly `tokens`, reusing the common prefix.
+    void sync(std::span<const TokenId> tokens, const PrefillOptions& options = {});
+
+    struct RestoreOptions {
+        // Accept a state produced under other activation edits (steering,
+        // editing hooks) than the ones now registered.
+        bool allow_steering_mismatch = false;
+    };
+    Snapshot snapshot() const;
+    // Throws InvalidArgument if the snapshot belongs to another model, was
+    // produced under other activation edits than the ones registered now
+    // (unless allowed), or ContextFull if it does not fit.
+    void restore(const Snapshot& snapshot, const RestoreOptions& options);
+    void restore(const Snapshot& snapshot) { restore(snapshot, RestoreOptions{}); }
+    // Files: zstd-compressed snapshot with a versioned header.
+    void save(const std::string& path) const;
+    void load(const std::string& path, const RestoreOptions& options);
+    void load(const std::string& path) { load(path, RestoreOptions{}); }
+
+    // Hooks (see ds4/hook.hpp), run in registration order. Steering vectors
+    // are applied through the same list, so their order with hooks is the
+    // order they were added.
+    HookHandle add_hook(std::shared_ptr<Hook> hook);
+    bool remove_hook(HookHandle handle);
+    void clear_hooks();
+
+    // Fingerprint of the edits that produced the current state: the editing
+    // hooks active while its tokens were evaluated (0 = unedited). If the
+    // edits changed part-way, it identifies that mix. Snapshots record it.
+    uint64_t steering_fingerprint() const noexcept;
+    // Fingerprint of the edits registered now.
+    uint64_t active_edits_fingerprint() const noexcept;
+
+    struct Impl;
+    Impl& impl() noexcept { return *impl_; }
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+DS4_INLINE_NAMESPACE_END
+}  // namespace ds4

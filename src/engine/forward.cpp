@@ -1,0 +1,544 @@
+#include "engine/forward.hpp"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "core/half.hpp"
+#include "engine/hooks.hpp"
+
+namespace ds4::engine {
+
+using kernels::Activations;
+using kernels::Matrix;
+using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+namespace {
+
+constexpr float kNegInf = -1e30f;
+constexpr float kRouteWeightFloor = 6.103515625e-5f;
+
+int act_slot(DType weight_type) {
+    switch (kernels::activation_type(weight_type)) {
+        case DType::Q8_0: return 1;
+        case DType::Q8_K: return 2;
+        default: return 0;
+    }
+}
+
+void store_f16(const float* x, uint16_t* out, int n) {
+    for (int i = 0; i < n; ++i) out[i] = f32_to_f16(x[i]);
+}
+
+void load_f16(const uint16_t* x, float* out, int n) {
+    for (int i = 0; i < n; ++i) out[i] = f16_to_f32(x[i]);
+}
+
+template <class T>
+void ensure(std::vector<T>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
+}  // namespace
+
+void SharedInput::reset(const float* x, int64_t n_tok, int64_t cols) {
+    x_ = x;
+    n_tok_ = n_tok;
+    cols_ = cols;
+    ready_[0] = ready_[1] = ready_[2] = false;
+}
+
+const Activations& SharedInput::for_weight(DType weight_type) {
+    const int s = act_slot(weight_type);
+    if (!ready_[s]) {
+        slots_[s].prepare(weight_type, x_, n_tok_, cols_);
+        ready_[s] = true;
+    }
+    return slots_[s];
+}
+
+Forward::Forward(const ModelConfig& cfg, const model::Weights& w, int max_batch)
+    : cfg_(cfg), w_(w), max_batch_(max_batch) {
+    const size_t T = static_cast<size_t>(max_batch);
+    const size_t d = cfg.n_embd, hc = cfg.hc_count, mix = cfg.hc_mix_size();
+    X_.resize(T * hc * d);
+    X2_.resize(T * hc * d);
+    flat_.resize(T * hc * d);
+    xin_.resize(T * d);
+    u_.resize(T * d);
+    y_.resize(T * d);
+    split_.resize(T * mix);
+    mix_.resize(T * mix);
+    qr_.resize(T * cfg.q_lora_rank);
+    q_.resize(T * cfg.n_head * cfg.head_dim);
+    kv_.resize(T * cfg.head_dim);
+    o_.resize(T * cfg.n_head * cfg.head_dim);
+    og_.resize(T * cfg.n_head * cfg.head_dim);
+    low_.resize(T * cfg.o_groups * cfg.o_lora_rank);
+    logit_.resize(T * cfg.n_expert);
+    probs_.resize(T * cfg.n_expert);
+    wsel_.resize(T * cfg.n_expert_used);
+    sel_.resize(T * cfg.n_expert_used);
+    moe_parts_.resize(T * cfg.n_expert_used * d);
+    rope_cs_.resize(cfg.n_rot);
+}
+
+void Forward::emit(HookDispatch* hooks, HookPoint point, int layer, float* data, int64_t rows, int64_t width,
+                   int64_t first_row, int streams, bool writable) {
+    if (!hooks || !hooks->wants(point, layer)) return;
+    ActivationView v;
+    v.point = point;
+    v.layer = layer;
+    v.phase = hooks->phase;
+    v.data = data;
+    v.rows = rows;
+    v.width = width;
+    v.streams = streams;
+    v.writable = writable;
+    v.positions = std::span<const int64_t>(positions_.data() + first_row, static_cast<size_t>(rows));
+    v.tokens = std::span<const TokenId>(tokens_ + first_row, static_cast<size_t>(rows));
+    v.history = hooks->history;
+    hooks->call(v);
+}
+
+// ---- mHC ---------------------------------------------------------------------
+
+void Forward::hc_pre(const model::HcMixWeights& hw, int n, float* out_in, float* split) {
+    const int hc = cfg_.hc_count, mix = cfg_.hc_mix_size();
+    const int64_t d = cfg_.n_embd, HD = hc * d;
+    for (int t = 0; t < n; ++t) rms_norm(&X_[t * HD], nullptr, &flat_[t * HD], HD, cfg_.hc_eps);
+    act_tmp_.prepare(hw.fn.type, flat_.data(), n, HD);
+    kernels::matmul(hw.fn, act_tmp_, mix_.data());
+    for (int t = 0; t < n; ++t) {
+        float* s = split + static_cast<size_t>(t) * mix;
+        hc_split(&mix_[static_cast<size_t>(t) * mix], hw.scale.data(), hw.base.data(), hc, cfg_.hc_sinkhorn_iters,
+                 cfg_.hc_eps, s, s + hc, s + 2 * hc);
+        float* out = out_in + t * d;
+        const float* x = &X_[t * HD];
+        for (int64_t i = 0; i < d; ++i) out[i] = 0;
+        for (int h = 0; h < hc; ++h) {
+            const float p = s[h];
+            for (int64_t i = 0; i < d; ++i) out[i] += p * x[h * d + i];
+        }
+    }
+}
+
+void Forward::hc_post(int n, const float* y, const float* split) {
+    const int hc = cfg_.hc_count, mix = cfg_.hc_mix_size();
+    const int64_t d = cfg_.n_embd, HD = hc * d;
+    for (int t = 0; t < n; ++t) {
+        const float* s = split + static_cast<size_t>(t) * mix;
+        const float* post = s + hc;
+        const float* comb = s + 2 * hc;
+        const float* x = &X_[t * HD];
+        float* out = &X2_[t * HD];
+        const float* yt = y + t * d;
+        for (int i = 0; i < hc; ++i) {
+            float* o = out + i * d;
+            for (int64_t k = 0; k < d; ++k) o[k] = post[i] * yt[k];
+            for (int j = 0; j < hc; ++j) {
+                const float c = comb[i + hc * j];
+                const float* xj = x + j * d;
+                for (int64_t k = 0; k < d; ++k) o[k] += c * xj[k];
+            }
+        }
+    }
+    std::swap(X_, X2_);
+}
+
+// ---- attention ---------------------------------------------------------------
+
+void Forward::compressor_push(const model::CompressorWeights& cw, CompressorState& cs, const float* kv,
+                              const float* sc, int64_t pos, bool is_indexer, const Rope& rope) {
+    const int R = cs.ratio, lanes = cs.lanes, D = cs.dim, Wd = lanes * D;
+    const int slot = static_cast<int>(pos % R);
+    const int row = lanes == 2 ? R + slot : slot;
+    std::memcpy(&cs.kv[static_cast<size_t>(row) * Wd], kv, sizeof(float) * Wd);
+    const float* ape = &cw.ape[static_cast<size_t>(slot) * Wd];
+    float* srow = &cs.score[static_cast<size_t>(row) * Wd];
+    for (int j = 0; j < Wd; ++j) srow[j] = sc[j] + ape[j];
+    if ((pos + 1) % R != 0) return;
+
+    std::vector<float> p(static_cast<size_t>(D));
+    for (int j = 0; j < D; ++j) {
+        float m = kNegInf;
+        auto visit = [&](auto&& f) {
+            if (lanes == 2) {
+                for (int r = 0; r < R; ++r) f(cs.score[static_cast<size_t>(r) * Wd + j], cs.kv[static_cast<size_t>(r) * Wd + j]);
+                for (int r = R; r < 2 * R; ++r)
+                    f(cs.score[static_cast<size_t>(r) * Wd + D + j], cs.kv[static_cast<size_t>(r) * Wd + D + j]);
+            } else {
+                for (int r = 0; r < R; ++r) f(cs.score[static_cast<size_t>(r) * Wd + j], cs.kv[static_cast<size_t>(r) * Wd + j]);
+            }
+        };
+        visit([&](float s, float) { m = std::max(m, s); });
+        if (m <= kNegInf) {
+            p[static_cast<size_t>(j)] = 0.0f;
+            continue;
+        }
+        float den = 0, num = 0;
+        visit([&](float s, float v) {
+            const float e = std::exp(s - m);
+            den += e;
+            num += e * v;
+        });
+        p[static_cast<size_t>(j)] = num / den;
+    }
+    if (lanes == 2) {
+        std::memcpy(cs.kv.data(), &cs.kv[static_cast<size_t>(R) * Wd], sizeof(float) * R * Wd);
+        std::memcpy(cs.score.data(), &cs.score[static_cast<size_t>(R) * Wd], sizeof(float) * R * Wd);
+    }
+    rms_norm(p.data(), cw.norm.data(), p.data(), D, cfg_.norm_eps);
+    std::vector<float> cs_c(static_cast<size_t>(cfg_.n_rot));
+    rope.angles(pos + 1 - R, cs_c.data());
+    rope_apply(p.data(), D, cfg_.n_rot, cs_c.data(), false);
+    if (is_indexer) {
+        hadamard(p.data(), D);
+        fp4_round_trip(p.data(), D);
+    } else {
+        fp8_round_trip(p.data(), D - cfg_.n_rot);
+    }
+    cs.rows.resize(static_cast<size_t>(cs.n_rows + 1) * D);
+    store_f16(p.data(), &cs.rows[static_cast<size_t>(cs.n_rows) * D], D);
+    ++cs.n_rows;
+}
+
+void Forward::select_rows(const model::LayerWeights& L, LayerState& S, int t, int64_t pos, std::vector<int32_t>& sel) {
+    const int64_t n_c = L.compressed ? S.attn.n_rows : 0;
+    sel.clear();
+    if (!L.indexer || n_c <= cfg_.indexer_top_k) {
+        sel.resize(static_cast<size_t>(n_c));
+        std::iota(sel.begin(), sel.end(), 0);
+        return;
+    }
+    const int ih = cfg_.indexer_heads, ihd = cfg_.indexer_head_dim;
+    ensure(idx_q_, static_cast<size_t>(ih) * ihd);
+    std::memcpy(idx_q_.data(), &iq_[static_cast<size_t>(t) * ih * ihd], sizeof(float) * ih * ihd);
+    for (int h = 0; h < ih; ++h) {
+        float* qh = &idx_q_[static_cast<size_t>(h) * ihd];
+        rope_apply(qh, ihd, cfg_.n_rot, rope_cs_.data(), false);
+        hadamard(qh, ihd);
+        fp4_round_trip(qh, ihd);
+    }
+    const int64_t n_k = S.indexer.n_rows;
+    ensure(keys_, static_cast<size_t>(n_k) * ihd);
+    load_f16(S.indexer.rows.data(), keys_.data(), static_cast<int>(n_k * ihd));
+    Eigen::Map<const RowMajor> K(keys_.data(), n_k, ihd);
+    Eigen::Map<const RowMajor> Q(idx_q_.data(), ih, ihd);
+    RowMajor dots = K * Q.transpose();  // [n_k][ih]
+    const float scale = 1.0f / std::sqrt(static_cast<float>(ihd) * static_cast<float>(ih));
+    const float* wv = &iw_[static_cast<size_t>(t) * ih];
+    ensure(idx_scores_, static_cast<size_t>(n_k));
+    for (int64_t c = 0; c < n_k; ++c) {
+        float s = 0;
+        for (int h = 0; h < ih; ++h) s += (wv[h] * scale) * std::max(0.0f, dots(c, h));
+        idx_scores_[static_cast<size_t>(c)] = s;
+    }
+    sel.resize(static_cast<size_t>(n_k));
+    std::iota(sel.begin(), sel.end(), 0);
+    const size_t k = static_cast<size_t>(cfg_.indexer_top_k);
+    std::partial_sort(sel.begin(), sel.begin() + static_cast<long>(k), sel.end(), [&](int32_t a, int32_t b) {
+        const float sa = idx_scores_[static_cast<size_t>(a)], sb = idx_scores_[static_cast<size_t>(b)];
+        return sa > sb || (sa == sb && a < b);
+    });
+    sel.resize(k);
+    std::sort(sel.begin(), sel.end());
+    if (trace_indexer_) indexer_trace_.push_back({L.index, pos, sel});
+}
+
+void Forward::attend_token(const model::LayerWeights& L, LayerState& S, int t, int64_t pos) {
+    const int H = cfg_.n_head, hd = cfg_.head_dim;
+    const int64_t first = std::max<int64_t>(0, pos - S.window + 1);
+    const int64_t n_raw = pos - first + 1;
+    select_rows(L, S, t, pos, selected_);
+    const int64_t N = n_raw + static_cast<int64_t>(selected_.size());
+    ensure(keys_, static_cast<size_t>(N) * hd);
+    for (int64_t p = first; p <= pos; ++p) load_f16(S.raw_row(p), &keys_[static_cast<size_t>(p - first) * hd], hd);
+    for (size_t i = 0; i < selected_.size(); ++i)
+        load_f16(S.attn.row(selected_[i]), &keys_[static_cast<size_t>(n_raw + static_cast<int64_t>(i)) * hd], hd);
+
+    Eigen::Map<const RowMajor> K(keys_.data(), N, hd);
+    Eigen::Map<const RowMajor> Q(&q_[static_cast<size_t>(t) * H * hd], H, hd);
+    ensure(scores_, static_cast<size_t>(H) * N);
+    Eigen::Map<RowMajor> P(scores_.data(), H, N);
+    P.noalias() = Q * K.transpose();
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    for (int h = 0; h < H; ++h) {
+        float* s = &scores_[static_cast<size_t>(h) * N];
+        const float sink = L.sinks[static_cast<size_t>(h)];
+        float m = sink;
+        for (int64_t r = 0; r < N; ++r) {
+            s[r] *= scale;
+            m = std::max(m, s[r]);
+        }
+        float den = std::exp(sink - m);
+        for (int64_t r = 0; r < N; ++r) {
+            s[r] = std::exp(s[r] - m);
+            den += s[r];
+        }
+        const float inv = 1.0f / den;
+        for (int64_t r = 0; r < N; ++r) s[r] *= inv;
+    }
+    Eigen::Map<RowMajor> O(&o_[static_cast<size_t>(t) * H * hd], H, hd);
+    O.noalias() = P * K;
+}
+
+void Forward::attention_layer(const model::LayerWeights& L, LayerState& S, int n, int64_t pos0, HookDispatch* hooks) {
+    const int64_t d = cfg_.n_embd, ql = cfg_.q_lora_rank, H = cfg_.n_head, hd = cfg_.head_dim;
+    const int n_rot = cfg_.n_rot;
+    hc_pre(L.hc_attn, n, xin_.data(), split_.data());
+    for (int t = 0; t < n; ++t) rms_norm(&xin_[t * d], L.attn_norm.data(), &u_[t * d], d, cfg_.norm_eps);
+    emit(hooks, HookPoint::AttnIn, L.index, u_.data(), n, d);
+
+    in_a_.reset(u_.data(), n, d);
+    kernels::matmul(L.q_a, in_a_.for_weight(L.q_a.type), qr_.data());
+    for (int t = 0; t < n; ++t) rms_norm(&qr_[t * ql], L.q_a_norm.data(), &qr_[t * ql], ql, cfg_.norm_eps);
+    in_b_.reset(qr_.data(), n, ql);
+    kernels::matmul(L.q_b, in_b_.for_weight(L.q_b.type), q_.data());
+    for (int64_t r = 0; r < static_cast<int64_t>(n) * H; ++r) rms_norm(&q_[r * hd], nullptr, &q_[r * hd], hd, cfg_.norm_eps);
+    kernels::matmul(L.kv, in_a_.for_weight(L.kv.type), kv_.data());
+    for (int t = 0; t < n; ++t) rms_norm(&kv_[t * hd], L.kv_norm.data(), &kv_[t * hd], hd, cfg_.norm_eps);
+
+    if (L.compressed) {
+        const size_t W = static_cast<size_t>(L.compressor.lanes) * L.compressor.dim;
+        ensure(ckv_, n * W);
+        ensure(csc_, n * W);
+        kernels::matmul(L.compressor.kv, in_a_.for_weight(L.compressor.kv.type), ckv_.data());
+        kernels::matmul(L.compressor.gate, in_a_.for_weight(L.compressor.gate.type), csc_.data());
+    }
+    if (L.indexer) {
+        const auto& ic = L.indexer_compressor;
+        const size_t W = static_cast<size_t>(ic.lanes) * ic.dim;
+        ensure(ikv_, n * W);
+        ensure(isc_, n * W);
+        kernels::matmul(ic.kv, in_a_.for_weight(ic.kv.type), ikv_.data());
+        kernels::matmul(ic.gate, in_a_.for_weight(ic.gate.type), isc_.data());
+        // The indexer query is only needed once more rows exist than top-k.
+        const int64_t rows_after = (pos0 + n) / L.ratio;
+        if (rows_after > cfg_.indexer_top_k) {
+            ensure(iq_, static_cast<size_t>(n) * cfg_.indexer_heads * cfg_.indexer_head_dim);
+            ensure(iw_, static_cast<size_t>(n) * cfg_.indexer_heads);
+            kernels::matmul(L.indexer_q_b, in_b_.for_weight(L.indexer_q_b.type), iq_.data());
+            kernels::matmul(L.indexer_proj, in_a_.for_weight(L.indexer_proj.type), iw_.data());
+        }
+    }
+
+    const Rope rope = Rope::for_layer(cfg_, L.index);
+    std::vector<float> row(static_cast<size_t>(hd));
+    for (int t = 0; t < n; ++t) {
+        const int64_t pos = pos0 + t;
+        rope.angles(pos, rope_cs_.data());
+        for (int64_t h = 0; h < H; ++h) rope_apply(&q_[(t * H + h) * hd], static_cast<int>(hd), n_rot, rope_cs_.data(), false);
+        std::memcpy(row.data(), &kv_[t * hd], sizeof(float) * hd);
+        rope_apply(row.data(), static_cast<int>(hd), n_rot, rope_cs_.data(), false);
+        fp8_round_trip(row.data(), hd - n_rot);
+        store_f16(row.data(), S.raw_row(pos), static_cast<int>(hd));
+        if (L.compressed) {
+            const size_t W = static_cast<size_t>(L.compressor.lanes) * L.compressor.dim;
+            compressor_push(L.compressor, S.attn, &ckv_[t * W], &csc_[t * W], pos, false, rope);
+        }
+        if (L.indexer) {
+            const size_t W = static_cast<size_t>(L.indexer_compressor.lanes) * L.indexer_compressor.dim;
+            compressor_push(L.indexer_compressor, S.indexer, &ikv_[t * W], &isc_[t * W], pos, true, rope);
+        }
+        attend_token(L, S, t, pos);
+        for (int64_t h = 0; h < H; ++h) rope_apply(&o_[(t * H + h) * hd], static_cast<int>(hd), n_rot, rope_cs_.data(), true);
+    }
+
+    // Grouped low-rank output: group g reads heads [g*hpg, (g+1)*hpg).
+    const int64_t G = cfg_.o_groups, ol = cfg_.o_lora_rank, gw = (H / G) * hd;
+    for (int64_t g = 0; g < G; ++g) {
+        Matrix A = L.out_a;
+        A.data = static_cast<const uint8_t*>(L.out_a.data) + static_cast<size_t>(g * ol) * L.out_a.row_bytes;
+        A.rows = ol;
+        const float* src = &o_[g * gw];
+        if (n > 1) {
+            for (int t = 0; t < n; ++t) std::memcpy(&og_[t * gw], &o_[t * H * hd + g * gw], sizeof(float) * gw);
+            src = og_.data();
+        }
+        act_tmp_.prepare(A.type, src, n, gw);
+        kernels::matmul(A, act_tmp_, &low_[g * ol], G * ol);
+    }
+    act_tmp_.prepare(L.out_b.type, low_.data(), n, G * ol);
+    kernels::matmul(L.out_b, act_tmp_, y_.data());
+    emit(hooks, HookPoint::AttnOut, L.index, y_.data(), n, d);
+    hc_post(n, y_.data(), split_.data());
+}
+
+// ---- FFN ---------------------------------------------------------------------
+
+void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int n, int64_t, HookDispatch* hooks) {
+    const int64_t d = cfg_.n_embd, E = cfg_.n_expert, K = cfg_.n_expert_used, ff = cfg_.expert_ff;
+    const float clampv = cfg_.swiglu_clamp[static_cast<size_t>(L.index)];
+    hc_pre(L.hc_ffn, n, xin_.data(), split_.data());
+    float* v = u_.data();
+    for (int t = 0; t < n; ++t) rms_norm(&xin_[t * d], L.ffn_norm.data(), &v[t * d], d, cfg_.norm_eps);
+    emit(hooks, HookPoint::FfnIn, L.index, v, n, d);
+    in_a_.reset(v, n, d);
+
+    // Router: sqrt(softplus(logits)); selection uses the bias, weights do not.
+    kernels::matmul(L.router, in_a_.for_weight(L.router.type), logit_.data());
+    emit(hooks, HookPoint::RouterLogits, L.index, logit_.data(), n, E);
+    for (int64_t i = 0; i < n * E; ++i) probs_[static_cast<size_t>(i)] = std::sqrt(softplus(logit_[static_cast<size_t>(i)]));
+    for (int t = 0; t < n; ++t) {
+        const float* p = &probs_[static_cast<size_t>(t) * E];
+        int32_t* sel = &sel_[static_cast<size_t>(t) * K];
+        if (L.tid2eid) {
+            for (int64_t k = 0; k < K; ++k) sel[k] = L.tid2eid[static_cast<size_t>(tokens[t]) * K + k];
+        } else {
+            // Insertion into a descending top-K list; strict '>' keeps the lower id on ties.
+            std::vector<float> best(static_cast<size_t>(K), -INFINITY);
+            for (int64_t k = 0; k < K; ++k) sel[k] = -1;
+            for (int64_t e = 0; e < E; ++e) {
+                const float s = p[e] + (L.router_bias.empty() ? 0.0f : L.router_bias[static_cast<size_t>(e)]);
+                if (sel[K - 1] >= 0 && !(s > best[static_cast<size_t>(K - 1)])) continue;
+                int64_t k = K - 1;
+                while (k > 0 && (sel[k - 1] < 0 || s > best[static_cast<size_t>(k - 1)])) {
+                    best[static_cast<size_t>(k)] = best[static_cast<size_t>(k - 1)];
+                    sel[k] = sel[k - 1];
+                    --k;
+                }
+                best[static_cast<size_t>(k)] = s;
+                sel[k] = static_cast<int32_t>(e);
+            }
+        }
+        float sum = 0;
+        for (int64_t k = 0; k < K; ++k) sum += p[sel[k]];
+        const float inv = 1.0f / std::max(sum, kRouteWeightFloor);
+        for (int64_t k = 0; k < K; ++k)
+            wsel_[static_cast<size_t>(t * K + k)] = p[sel[k]] * inv * cfg_.expert_weights_scale;
+    }
+    if (hooks && hooks->wants(HookPoint::RouterSelection, L.index)) {
+        ActivationView view;
+        view.point = HookPoint::RouterSelection;
+        view.layer = L.index;
+        view.phase = hooks->phase;
+        view.rows = n;
+        view.experts = sel_.data();
+        view.expert_weights = wsel_.data();
+        view.k = static_cast<int>(K);
+        view.positions = std::span<const int64_t>(positions_.data(), static_cast<size_t>(n));
+        view.tokens = std::span<const TokenId>(tokens_, static_cast<size_t>(n));
+        view.history = hooks->history;
+        hooks->call(view);
+    }
+
+    // Routed experts, tokens grouped per expert; each (token, slot) output is
+    // kept apart and summed in slot order so the result does not depend on
+    // how tokens were batched.
+    std::vector<std::vector<int32_t>> users(static_cast<size_t>(E));
+    for (int64_t i = 0; i < n * K; ++i) users[static_cast<size_t>(sel_[static_cast<size_t>(i)])].push_back(static_cast<int32_t>(i));
+    for (int64_t e = 0; e < E; ++e) {
+        const auto& us = users[static_cast<size_t>(e)];
+        if (us.empty()) continue;
+        const int64_t c = static_cast<int64_t>(us.size());
+        ensure(gathered_, static_cast<size_t>(c * d));
+        ensure(mid_g_, static_cast<size_t>(c * ff));
+        ensure(mid_u_, static_cast<size_t>(c * ff));
+        ensure(down_out_, static_cast<size_t>(c * d));
+        for (int64_t i = 0; i < c; ++i)
+            std::memcpy(&gathered_[static_cast<size_t>(i * d)], &v[(us[static_cast<size_t>(i)] / K) * d], sizeof(float) * d);
+        const Matrix gate = L.gate_exps.expert(e), up = L.up_exps.expert(e), down = L.down_exps.expert(e);
+        act_tmp_.prepare(gate.type, gathered_.data(), c, d);
+        kernels::matmul(gate, act_tmp_, mid_g_.data());
+        kernels::matmul(up, act_tmp_, mid_u_.data());
+        for (int64_t i = 0; i < c; ++i) {
+            const float w = wsel_[static_cast<size_t>(us[static_cast<size_t>(i)])];
+            float* g = &mid_g_[static_cast<size_t>(i * ff)];
+            const float* u = &mid_u_[static_cast<size_t>(i * ff)];
+            for (int64_t j = 0; j < ff; ++j)
+                g[j] = silu(std::min(g[j], clampv)) * std::clamp(u[j], -clampv, clampv) * w;
+        }
+        act_tmp_.prepare(down.type, mid_g_.data(), c, ff);
+        kernels::matmul(down, act_tmp_, down_out_.data());
+        for (int64_t i = 0; i < c; ++i)
+            std::memcpy(&moe_parts_[static_cast<size_t>(us[static_cast<size_t>(i)]) * d], &down_out_[static_cast<size_t>(i * d)],
+                        sizeof(float) * d);
+    }
+
+    // Shared expert on the same input.
+    ensure(shared_g_, static_cast<size_t>(n * ff));
+    ensure(shared_u_, static_cast<size_t>(n * ff));
+    ensure(shared_out_, static_cast<size_t>(n * d));
+    kernels::matmul(L.gate_sh, in_a_.for_weight(L.gate_sh.type), shared_g_.data());
+    kernels::matmul(L.up_sh, in_a_.for_weight(L.up_sh.type), shared_u_.data());
+    for (int64_t i = 0; i < n * ff; ++i) {
+        shared_g_[static_cast<size_t>(i)] =
+            silu(std::min(shared_g_[static_cast<size_t>(i)], clampv)) * std::clamp(shared_u_[static_cast<size_t>(i)], -clampv, clampv);
+    }
+    act_tmp_.prepare(L.down_sh.type, shared_g_.data(), n, ff);
+    kernels::matmul(L.down_sh, act_tmp_, shared_out_.data());
+
+    for (int t = 0; t < n; ++t) {
+        float* y = &y_[t * d];
+        const float* part0 = &moe_parts_[static_cast<size_t>(t * K) * d];
+        for (int64_t i = 0; i < d; ++i) y[i] = part0[i];
+        for (int64_t k = 1; k < K; ++k) {
+            const float* part = &moe_parts_[static_cast<size_t>(t * K + k) * d];
+            for (int64_t i = 0; i < d; ++i) y[i] += part[i];
+        }
+        const float* sh = &shared_out_[static_cast<size_t>(t) * d];
+        for (int64_t i = 0; i < d; ++i) y[i] += sh[i];
+    }
+    emit(hooks, HookPoint::FfnOut, L.index, y_.data(), n, d);
+    hc_post(n, y_.data(), split_.data());
+}
+
+// ---- output head -------------------------------------------------------------
+
+void Forward::output_head(int n, float* logits, bool all_logits, HookDispatch* hooks, int64_t) {
+    const int hc = cfg_.hc_count;
+    const int64_t d = cfg_.n_embd, HD = hc * d;
+    const int first = all_logits ? 0 : n - 1;
+    const int rows = n - first;
+    ensure(hidden_, static_cast<size_t>(rows) * d);
+    for (int r = 0; r < rows; ++r) rms_norm(&X_[(first + r) * HD], nullptr, &flat_[r * HD], HD, cfg_.hc_eps);
+    act_tmp_.prepare(w_.output_hc.fn.type, flat_.data(), rows, HD);
+    kernels::matmul(w_.output_hc.fn, act_tmp_, mix_.data(), hc);
+    for (int r = 0; r < rows; ++r) {
+        const float* x = &X_[(first + r) * HD];
+        float* h = &hidden_[static_cast<size_t>(r) * d];
+        for (int64_t i = 0; i < d; ++i) h[i] = 0;
+        for (int s = 0; s < hc; ++s) {
+            const float wgt =
+                sigmoid(mix_[static_cast<size_t>(r) * hc + s] * w_.output_hc.scale[0] + w_.output_hc.base[static_cast<size_t>(s)]) +
+                cfg_.hc_eps;
+            for (int64_t i = 0; i < d; ++i) h[i] += wgt * x[s * d + i];
+        }
+        rms_norm(h, w_.output_norm.data(), h, d, cfg_.norm_eps);
+    }
+    emit(hooks, HookPoint::FinalHidden, -1, hidden_.data(), rows, d, first);
+    act_tmp_.prepare(w_.output.type, hidden_.data(), rows, d);
+    kernels::matmul(w_.output, act_tmp_, logits);
+    emit(hooks, HookPoint::Logits, -1, logits, rows, cfg_.n_vocab, first);
+}
+
+// ---- driver ------------------------------------------------------------------
+
+void Forward::run(const int32_t* tokens, int n, TimelineState& state, float* logits, bool all_logits,
+                  HookDispatch* hooks) {
+    const int64_t d = cfg_.n_embd, HD = cfg_.hc_count * d;
+    const int64_t pos0 = state.n_past;
+    positions_.resize(static_cast<size_t>(n));
+    for (int t = 0; t < n; ++t) positions_[static_cast<size_t>(t)] = pos0 + t;
+    tokens_ = tokens;
+    for (int t = 0; t < n; ++t) {
+        float* x = &X_[t * HD];
+        w_.embed(tokens[t], x, static_cast<int>(d));
+        for (int h = 1; h < cfg_.hc_count; ++h) std::memcpy(x + h * d, x, sizeof(float) * d);
+    }
+    for (int il = 0; il < cfg_.n_layer; ++il) {
+        const model::LayerWeights& L = w_.layers[static_cast<size_t>(il)];
+        LayerState& S = state.layers[static_cast<size_t>(il)];
+        emit(hooks, HookPoint::ResidPre, il, X_.data(), n, HD, 0, cfg_.hc_count);
+        attention_layer(L, S, n, pos0, hooks);
+        ffn_layer(L, tokens, n, pos0, hooks);
+        emit(hooks, HookPoint::ResidPost, il, X_.data(), n, HD, 0, cfg_.hc_count);
+    }
+    output_head(n, logits, all_logits, hooks, pos0);
+    state.n_past += n;
+}
+
+}  // namespace ds4::engine

@@ -1,0 +1,107 @@
+// The DS4 forward pass over a batch of consecutive tokens of one timeline.
+//
+// Layer-major: every token of the batch goes through layer 0, then layer 1,
+// and so on. Projections are batched matrix products; the cache updates and
+// the attention of each token run in token order, so a batch computes the
+// same math as one-token decode (model spec section 3.7).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ds4/hook.hpp"
+#include "engine/ops.hpp"
+#include "engine/state.hpp"
+#include "kernels/matmul.hpp"
+#include "model/weights.hpp"
+
+namespace ds4::engine {
+
+class HookDispatch;  // engine/hooks.hpp; null = no hooks
+
+// Activations of one input, prepared lazily once per activation type so that
+// every matrix reading the same input shares one quantization.
+class SharedInput {
+public:
+    void reset(const float* x, int64_t n_tok, int64_t cols);
+    const kernels::Activations& for_weight(DType weight_type);
+
+private:
+    const float* x_ = nullptr;
+    int64_t n_tok_ = 0, cols_ = 0;
+    kernels::Activations slots_[3];
+    bool ready_[3] = {false, false, false};
+};
+
+struct ForwardStats {
+    uint64_t tokens = 0;
+};
+
+class Forward {
+public:
+    Forward(const ModelConfig& cfg, const model::Weights& w, int max_batch);
+
+    // Evaluate tokens[0..n) at positions state.n_past .. state.n_past+n-1,
+    // updating `state`. Logits are written for the last token into
+    // logits[0..n_vocab), or for every token (logits[t*n_vocab...]) when
+    // all_logits is set.
+    void run(const int32_t* tokens, int n, TimelineState& state, float* logits, bool all_logits,
+             HookDispatch* hooks);
+
+    int max_batch() const { return max_batch_; }
+
+    // Indexer selections of the last run, for tests: per layer, per token,
+    // the compressed rows attended (empty when every row was visible).
+    struct IndexerTrace {
+        int layer;
+        int64_t pos;
+        std::vector<int32_t> rows;
+    };
+    void set_trace_indexer(bool on) { trace_indexer_ = on; }
+    const std::vector<IndexerTrace>& indexer_trace() const { return indexer_trace_; }
+    void clear_indexer_trace() { indexer_trace_.clear(); }
+
+private:
+    void hc_pre(const model::HcMixWeights& hw, int n, float* out_in, float* split);
+    void hc_post(int n, const float* y, const float* split);
+    void attention_layer(const model::LayerWeights& L, LayerState& S, int n, int64_t pos0, HookDispatch* hooks);
+    void ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int n, int64_t pos0, HookDispatch* hooks);
+    void attend_token(const model::LayerWeights& L, LayerState& S, int t, int64_t pos);
+    void compressor_push(const model::CompressorWeights& cw, CompressorState& cs, const float* kv, const float* sc,
+                         int64_t pos, bool is_indexer, const Rope& rope);
+    void select_rows(const model::LayerWeights& L, LayerState& S, int t, int64_t pos, std::vector<int32_t>& sel);
+    void output_head(int n, float* logits, bool all_logits, HookDispatch* hooks, int64_t pos0);
+    // Offer an activation to the hooks that want (point, layer).
+    void emit(HookDispatch* hooks, HookPoint point, int layer, float* data, int64_t rows, int64_t width,
+              int64_t first_row = 0, int streams = 1, bool writable = true);
+
+    const ModelConfig& cfg_;
+    const model::Weights& w_;
+    int max_batch_;
+
+    // Scratch, sized for max_batch tokens.
+    std::vector<float> X_, X2_;        // HC state [T][hc*d]
+    std::vector<float> xin_, u_;       // sublayer input and its norm [T][d]
+    std::vector<float> split_;         // [T][mix]
+    std::vector<float> flat_;          // [T][hc*d] normalised state
+    std::vector<float> mix_;           // [T][mix]
+    std::vector<float> qr_, q_, kv_;   // [T][ql], [T][H*hd], [T][hd]
+    std::vector<float> ckv_, csc_, ikv_, isc_, iq_, iw_;
+    std::vector<float> o_, og_, low_, y_;  // attention output, grouped copy, low rank, sublayer output
+    std::vector<float> logit_, probs_, wsel_;  // router
+    std::vector<int32_t> sel_;
+    std::vector<float> moe_parts_, mid_g_, mid_u_, gathered_, down_out_, shared_g_, shared_u_, shared_out_;
+    std::vector<float> hidden_;  // output head
+    std::vector<float> rope_cs_;
+    // Per-token attention scratch.
+    std::vector<float> keys_, scores_, idx_scores_, idx_q_;
+    std::vector<int32_t> selected_;
+    SharedInput in_a_, in_b_, in_c_;
+    std::vector<int64_t> positions_;
+    const int32_t* tokens_ = nullptr;
+    kernels::Activations act_tmp_;
+    bool trace_indexer_ = false;
+    std::vector<IndexerTrace> indexer_trace_;
+};
+
+}  // namespace ds4::engine

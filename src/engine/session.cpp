@@ -1,0 +1,366 @@
+// ds4::Session — one timeline: tokens, attention state, logits, rewind
+// checkpoints and snapshots.
+#include "ds4/session.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+
+#include "core/error_internal.hpp"
+#include "engine/forward.hpp"
+#include "engine/session_impl.hpp"
+#include "engine/snapshot_io.hpp"
+#include "model/model_impl.hpp"
+
+namespace ds4 {
+DS4_INLINE_NAMESPACE_BEGIN
+
+using detail::fail;
+
+// ---- Snapshot ----------------------------------------------------------------
+
+Snapshot::Snapshot() : impl_(std::make_unique<Impl>()) {}
+Snapshot::~Snapshot() = default;
+Snapshot::Snapshot(const Snapshot& o) : impl_(std::make_unique<Impl>(*o.impl_)) {}
+Snapshot& Snapshot::operator=(const Snapshot& o) {
+    if (this != &o) *impl_ = *o.impl_;
+    return *this;
+}
+Snapshot::Snapshot(Snapshot&&) noexcept = default;
+Snapshot& Snapshot::operator=(Snapshot&&) noexcept = default;
+int64_t Snapshot::position() const noexcept { return static_cast<int64_t>(impl_->tokens.size()); }
+uint64_t Snapshot::model_fingerprint() const noexcept { return impl_->model_fingerprint; }
+uint64_t Snapshot::steering_fingerprint() const noexcept { return impl_->steering_fingerprint; }
+size_t Snapshot::size_bytes() const noexcept {
+    return impl_->tokens.size() * sizeof(TokenId) + impl_->logits.size() * sizeof(float) + impl_->state.bytes_in_use();
+}
+
+// ---- Session -----------------------------------------------------------------
+
+Session::Impl::Impl(std::shared_ptr<const Model> m, const SessionOptions& o)
+    : model(std::move(m)),
+      options(o),
+      cfg(model->config()),
+      forward(model->config(), model->impl().weights, std::max(1, o.prefill_chunk)),
+      hooks(model->config().n_layer) {
+    if (options.context_size < 1)
+        fail(ErrorCode::InvalidArgument, "session context_size must be >= 1 (got %lld)",
+             static_cast<long long>(options.context_size));
+    if (options.prefill_chunk < 1)
+        fail(ErrorCode::InvalidArgument, "session prefill_chunk must be >= 1 (got %d)", options.prefill_chunk);
+    state.init(cfg);
+}
+
+void Session::Impl::validate_tokens(std::span<const TokenId> toks) const {
+    for (size_t i = 0; i < toks.size(); ++i)
+        if (toks[i] < 0 || toks[i] >= cfg.n_vocab)
+            fail(ErrorCode::InvalidArgument, "token %d at index %zu is outside the vocabulary [0, %d)", toks[i], i,
+                 cfg.n_vocab);
+    const int64_t room = options.context_size - static_cast<int64_t>(tokens.size());
+    if (static_cast<int64_t>(toks.size()) > room)
+        fail(ErrorCode::ContextFull, "context full: %zu tokens do not fit (%lld of %lld positions used)", toks.size(),
+             static_cast<long long>(tokens.size()), static_cast<long long>(options.context_size));
+}
+
+void Session::Impl::note_edits_for_new_tokens() {
+    const uint64_t now = hooks.fingerprint();
+    if (tokens.empty()) {
+        state_fingerprint = now;
+    } else if (now != state_fingerprint) {
+        // The edits changed part-way: identify the mix, which matches no single setting.
+        state_fingerprint = (state_fingerprint * 0x9E3779B97F4A7C15ull) ^ (now + 0x632BE59BD9B4E019ull) ^ 1;
+    }
+}
+
+void Session::Impl::evaluate(std::span<const TokenId> toks, const PrefillOptions& popt, Phase phase,
+                             bool checkpoint_at_end) {
+    note_edits_for_new_tokens();
+    hooks.phase = phase;
+    engine::HookDispatch* hp = hooks.empty() ? nullptr : &hooks;
+    const uint8_t phase_flag = phase == Phase::Decode ? 1 : 0;
+    const int nthreads = model->options().n_threads;
+    if (nthreads > 0) omp_set_num_threads(nthreads);
+    const int64_t total = static_cast<int64_t>(toks.size());
+    const int64_t V = cfg.n_vocab;
+    if (popt.all_logits) {
+        all_logits.resize(static_cast<size_t>(total * V));
+        all_logits_count = total;
+    } else {
+        all_logits.clear();
+        all_logits_count = 0;
+    }
+    const int64_t chunk = forward.max_batch();
+    int64_t done = 0;
+    try {
+        while (done < total) {
+            // Cut chunks at absolute multiples of the chunk size (and of the
+            // checkpoint interval) so checkpoints land on fixed positions.
+            const int64_t pos = static_cast<int64_t>(tokens.size());
+            int64_t n = std::min(total - done, chunk - pos % chunk);
+            const int64_t ci = options.checkpoint_interval;
+            if (ci > 0) n = std::min(n, ci - pos % ci);
+            if (!popt.all_logits) scratch_logits.resize(static_cast<size_t>(V));
+            float* out = popt.all_logits ? &all_logits[static_cast<size_t>(done * V)] : scratch_logits.data();
+            hooks.history = tokens;
+            forward.run(toks.data() + done, static_cast<int>(n), state, out, popt.all_logits, hp);
+            tokens.insert(tokens.end(), toks.begin() + done, toks.begin() + done + n);
+            decoded.insert(decoded.end(), static_cast<size_t>(n), phase_flag);
+            const float* last = popt.all_logits ? out + (n - 1) * V : out;
+            logits.assign(last, last + V);
+            done += n;
+            const int64_t now = static_cast<int64_t>(tokens.size());
+            if ((done == total && phase == Phase::Prefill && checkpoint_at_end) || (ci > 0 && now % ci == 0))
+                take_checkpoint();
+            if (popt.progress && !popt.progress(done, total)) {
+                if (done < total)
+                    fail(ErrorCode::Cancelled, "prefill cancelled after %lld of %lld tokens",
+                         static_cast<long long>(done), static_cast<long long>(total));
+            }
+        }
+    } catch (const Error& e) {
+        if (e.code() == ErrorCode::Cancelled) {
+            take_checkpoint();
+            throw;
+        }
+        reset();
+        throw;
+    } catch (...) {
+        reset();
+        throw;
+    }
+}
+
+void Session::Impl::take_checkpoint() {
+    const int64_t pos = static_cast<int64_t>(tokens.size());
+    if (!checkpoints.empty() && checkpoints.back().position == pos) return;
+    if (options.max_checkpoints <= 0) return;
+    Checkpoint cp;
+    cp.position = pos;
+    cp.steering_fingerprint = state_fingerprint;
+    cp.logits = logits;
+    cp.layers.reserve(state.layers.size());
+    for (const auto& L : state.layers) {
+        Checkpoint::Layer c;
+        c.raw = L.raw;
+        if (L.compressed) {
+            c.attn_kv = L.attn.kv;
+            c.attn_score = L.attn.score;
+            c.attn_rows = L.attn.n_rows;
+        }
+        if (L.indexed) {
+            c.idx_kv = L.indexer.kv;
+            c.idx_score = L.indexer.score;
+            c.idx_rows = L.indexer.n_rows;
+        }
+        cp.layers.push_back(std::move(c));
+    }
+    checkpoints.push_back(std::move(cp));
+    while (static_cast<int>(checkpoints.size()) > options.max_checkpoints) checkpoints.pop_front();
+}
+
+void Session::Impl::restore_checkpoint(const Checkpoint& cp) {
+    for (size_t il = 0; il < state.layers.size(); ++il) {
+        auto& L = state.layers[il];
+        const auto& c = cp.layers[il];
+        L.raw = c.raw;
+        if (L.compressed) {
+            L.attn.kv = c.attn_kv;
+            L.attn.score = c.attn_score;
+            L.attn.truncate(c.attn_rows);
+        }
+        if (L.indexed) {
+            L.indexer.kv = c.idx_kv;
+            L.indexer.score = c.idx_score;
+            L.indexer.truncate(c.idx_rows);
+        }
+    }
+    state.n_past = cp.position;
+    state_fingerprint = cp.steering_fingerprint;
+    tokens.resize(static_cast<size_t>(cp.position));
+    decoded.resize(static_cast<size_t>(cp.position));
+    logits = cp.logits;
+    all_logits.clear();
+    all_logits_count = 0;
+}
+
+void Session::Impl::reset() {
+    state.clear();
+    tokens.clear();
+    decoded.clear();
+    logits.clear();
+    all_logits.clear();
+    all_logits_count = 0;
+    checkpoints.clear();
+    state_fingerprint = 0;
+}
+
+void Session::Impl::replay(const std::vector<TokenId>& source, const std::vector<uint8_t>& phases, size_t from,
+                           size_t to) {
+    size_t i = from;
+    while (i < to) {
+        size_t j = i;
+        while (j < to && phases[j] == phases[i]) ++j;
+        if (phases[i]) {
+            for (size_t k = i; k < j; ++k)
+                evaluate(std::span<const TokenId>(&source[k], 1), PrefillOptions{}, Phase::Decode, false);
+        } else {
+            evaluate(std::span<const TokenId>(source.data() + i, j - i), PrefillOptions{}, Phase::Prefill, false);
+        }
+        i = j;
+    }
+}
+
+Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options) {
+    if (!model) fail(ErrorCode::InvalidArgument, "Session needs a model (got a null pointer)");
+    impl_ = std::make_unique<Impl>(std::move(model), options);
+}
+Session::~Session() = default;
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+
+const Model& Session::model() const noexcept { return *impl_->model; }
+const std::shared_ptr<const Model>& Session::model_ptr() const noexcept { return impl_->model; }
+const SessionOptions& Session::options() const noexcept { return impl_->options; }
+int64_t Session::position() const noexcept { return static_cast<int64_t>(impl_->tokens.size()); }
+int64_t Session::context_size() const noexcept { return impl_->options.context_size; }
+std::span<const TokenId> Session::tokens() const noexcept { return impl_->tokens; }
+std::span<const float> Session::logits() const noexcept { return impl_->logits; }
+uint64_t Session::steering_fingerprint() const noexcept { return impl_->steering_fingerprint(); }
+uint64_t Session::active_edits_fingerprint() const noexcept { return impl_->hooks.fingerprint(); }
+
+HookHandle Session::add_hook(std::shared_ptr<Hook> hook) { return impl_->hooks.add(std::move(hook)); }
+bool Session::remove_hook(HookHandle handle) { return impl_->hooks.remove(handle); }
+void Session::clear_hooks() { impl_->hooks.clear(); }
+
+std::span<const float> Session::logits_at(int64_t i) const {
+    if (i < 0 || i >= impl_->all_logits_count)
+        fail(ErrorCode::InvalidArgument,
+             "logits_at(%lld): the last prefill kept logits for %lld tokens (set PrefillOptions::all_logits)",
+             static_cast<long long>(i), static_cast<long long>(impl_->all_logits_count));
+    const size_t V = static_cast<size_t>(impl_->cfg.n_vocab);
+    return {impl_->all_logits.data() + static_cast<size_t>(i) * V, V};
+}
+
+void Session::prefill(std::span<const TokenId> tokens, const PrefillOptions& options) {
+    if (tokens.empty()) fail(ErrorCode::InvalidArgument, "prefill needs at least one token");
+    impl_->validate_tokens(tokens);
+    impl_->evaluate(tokens, options, Phase::Prefill, true);
+}
+
+void Session::decode(TokenId token) {
+    const TokenId one[1] = {token};
+    impl_->validate_tokens(one);
+    PrefillOptions o;
+    impl_->evaluate(one, o, Phase::Decode, false);
+}
+
+void Session::reset() { impl_->reset(); }
+
+void Session::rewind(int64_t position) {
+    const int64_t cur = this->position();
+    if (position < 0 || position > cur)
+        fail(ErrorCode::InvalidArgument, "rewind(%lld): position must be in [0, %lld]", static_cast<long long>(position),
+             static_cast<long long>(cur));
+    if (position == cur) return;
+    auto& cps = impl_->checkpoints;
+    while (!cps.empty() && cps.back().position > position) cps.pop_back();
+    const std::vector<TokenId> toks = impl_->tokens;
+    const std::vector<uint8_t> phases = impl_->decoded;
+    size_t from = 0;
+    if (cps.empty()) {
+        impl_->reset();
+    } else {
+        from = static_cast<size_t>(cps.back().position);
+        impl_->restore_checkpoint(cps.back());
+    }
+    impl_->replay(toks, phases, from, static_cast<size_t>(position));
+}
+
+int64_t Session::common_prefix(std::span<const TokenId> tokens) const noexcept {
+    const auto& mine = impl_->tokens;
+    const size_t n = std::min(mine.size(), tokens.size());
+    size_t i = 0;
+    while (i < n && mine[i] == tokens[i]) ++i;
+    return static_cast<int64_t>(i);
+}
+
+void Session::sync(std::span<const TokenId> tokens, const PrefillOptions& options) {
+    if (tokens.empty()) {
+        reset();
+        return;
+    }
+    int64_t common = common_prefix(tokens);
+    // The logits after the last token must be recomputed, so keep at most
+    // size-1 tokens of the prefix when the whole input is already held.
+    if (common == static_cast<int64_t>(tokens.size())) {
+        if (position() == common) return;
+        --common;
+    }
+    // Validate the new suffix before touching the state.
+    {
+        for (size_t i = static_cast<size_t>(common); i < tokens.size(); ++i)
+            if (tokens[i] < 0 || tokens[i] >= impl_->cfg.n_vocab)
+                fail(ErrorCode::InvalidArgument, "token %d at index %zu is outside the vocabulary [0, %d)", tokens[i], i,
+                     impl_->cfg.n_vocab);
+        if (static_cast<int64_t>(tokens.size()) > impl_->options.context_size)
+            fail(ErrorCode::ContextFull, "context full: %zu tokens do not fit in a context of %lld", tokens.size(),
+                 static_cast<long long>(impl_->options.context_size));
+    }
+    rewind(common);
+    prefill(tokens.subspan(static_cast<size_t>(common)), options);
+}
+
+Snapshot Session::snapshot() const {
+    Snapshot s;
+    auto& si = *s.impl_;
+    si.model_fingerprint = impl_->model->fingerprint();
+    si.steering_fingerprint = impl_->steering_fingerprint();
+    si.tokens = impl_->tokens;
+    si.decoded = impl_->decoded;
+    si.logits = impl_->logits;
+    si.state = impl_->state;
+    return s;
+}
+
+void Session::restore(const Snapshot& snapshot, const RestoreOptions& options) {
+    const auto& si = *snapshot.impl_;
+    if (si.model_fingerprint != impl_->model->fingerprint())
+        fail(ErrorCode::InvalidArgument,
+             "snapshot belongs to another model (fingerprint %016llx, this model is %016llx)",
+             static_cast<unsigned long long>(si.model_fingerprint),
+             static_cast<unsigned long long>(impl_->model->fingerprint()));
+    if (static_cast<int64_t>(si.tokens.size()) > impl_->options.context_size)
+        fail(ErrorCode::ContextFull, "snapshot holds %zu tokens, more than this session's context (%lld)",
+             si.tokens.size(), static_cast<long long>(impl_->options.context_size));
+    const uint64_t active = impl_->hooks.fingerprint();
+    if (!options.allow_steering_mismatch && !si.tokens.empty() && si.steering_fingerprint != active)
+        fail(ErrorCode::InvalidArgument,
+             "snapshot state was produced under other activation edits (steering %016llx) than the ones registered "
+             "now (%016llx); remove or add the same steering, or pass allow_steering_mismatch",
+             static_cast<unsigned long long>(si.steering_fingerprint), static_cast<unsigned long long>(active));
+    impl_->state = si.state;
+    impl_->state_fingerprint = si.steering_fingerprint;
+    impl_->tokens = si.tokens;
+    impl_->decoded = si.decoded;
+    impl_->logits = si.logits;
+    impl_->all_logits.clear();
+    impl_->all_logits_count = 0;
+    impl_->checkpoints.clear();
+    impl_->take_checkpoint();
+}
+
+void Session::save(const std::string& path) const {
+    const Snapshot s = snapshot();
+    engine::write_snapshot_file(path, *s.impl_, impl_->cfg);
+}
+
+void Session::load(const std::string& path, const RestoreOptions& options) {
+    Snapshot s;
+    engine::read_snapshot_file(path, *s.impl_, impl_->cfg);
+    restore(s, options);
+}
+
+DS4_INLINE_NAMESPACE_END
+}  // namespace ds4

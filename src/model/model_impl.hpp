@@ -1,0 +1,31 @@
+// Model internals shared by the engine.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ds4/gguf.hpp"
+#include "ds4/model.hpp"
+#if __has_include("ds4/tokenizer.hpp")
+#include "ds4/tokenizer.hpp"
+#define DS4_HAVE_TOKENIZER 1
+#else
+namespace ds4 { DS4_INLINE_NAMESPACE_BEGIN class Tokenizer {}; DS4_INLINE_NAMESPACE_END }
+#endif
+#include "model/weights.hpp"
+
+namespace ds4 {
+DS4_INLINE_NAMESPACE_BEGIN
+
+struct Model::Impl {
+    std::string path;
+    ModelOptions options;
+    gguf::File file;
+    ModelConfig config;
+    model::Weights weights;
+    std::unique_ptr<Tokenizer> tokenizer;
+    uint64_t fingerprint = 0;
+};
+
+DS4_INLINE_NAMESPACE_END
+}  // namespace ds4

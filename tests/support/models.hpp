@@ -1,0 +1,48 @@
+// Generated test models, written once per test process into a temp folder.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "ds4/model_generator.hpp"
+
+namespace ds4::test_support {
+
+inline std::filesystem::path model_dir() {
+    static const std::filesystem::path dir = [] {
+        const char* env = std::getenv("DS4_TEST_MODEL_DIR");
+        std::filesystem::path d = env && *env ? std::filesystem::path(env)
+                                              : std::filesystem::temp_directory_path() /
+                                                    ("ds4-test-models-" + std::to_string(::getpid()));
+        std::filesystem::create_directories(d);
+        return d;
+    }();
+    return dir;
+}
+
+// A tiny model with the given mix, seed and vocabulary; generated on first use.
+inline std::string tiny_model(WeightMix mix = WeightMix::F32, uint64_t seed = 1, VocabKind vocab = VocabKind::None) {
+    static std::mutex mu;
+    static std::map<std::string, std::string> made;
+    const char* mix_name = mix == WeightMix::F32 ? "f32" : mix == WeightMix::Q2 ? "q2" : "q4";
+    const char* vocab_name = vocab == VocabKind::None ? "none" : vocab == VocabKind::Small ? "small" : "full";
+    const std::string key = std::string("tiny-") + mix_name + "-s" + std::to_string(seed) + "-" + vocab_name;
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = made.find(key); it != made.end()) return it->second;
+    const std::string path = (model_dir() / (key + ".gguf")).string();
+    if (!std::filesystem::exists(path)) {
+        GeneratorOptions o;
+        o.config = tiny_model_config();
+        o.mix = mix;
+        o.seed = seed;
+        o.vocab = vocab;
+        generate_model(o, path);
+    }
+    made[key] = path;
+    return path;
+}
+
+}  // namespace ds4::test_support
