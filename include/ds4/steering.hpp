@@ -8,6 +8,8 @@
 //                reference engine's "ffn" site)
 //   LayerOut     the layer's output, the same vector applied to each of the
 //                HC streams (llama.cpp's control-vector site for this model)
+//   LayerIn      the HC streams entering the layer (layer 0: the embedding),
+//                the same vector on each stream
 //   RouterLogits the router logits of the layer (steer towards or away from
 //                experts; the direction is n_expert wide)
 // Operations, for a row y, direction v, scale s and u = v/|v|:
@@ -39,10 +41,10 @@ DS4_INLINE_NAMESPACE_BEGIN
 class Model;
 class Session;
 
-enum class SteeringSite : uint8_t { AttnOut = 0, FfnOut = 1, LayerOut = 2, RouterLogits = 3 };
+enum class SteeringSite : uint8_t { AttnOut = 0, FfnOut = 1, LayerOut = 2, RouterLogits = 3, LayerIn = 4 };
 enum class SteeringOp : uint8_t { Add = 0, Project = 1, Ablate = 2, Clamp = 3 };
 
-std::string_view steering_site_name(SteeringSite s) noexcept;  // "attn_out", "ffn_out", "layer_out", "router_logits"
+std::string_view steering_site_name(SteeringSite s) noexcept;  // "attn_out", "ffn_out", "layer_out", "router_logits", "layer_in"
 std::string_view steering_op_name(SteeringOp o) noexcept;      // "add", "project", "ablate", "clamp"
 std::optional<SteeringSite> steering_site_from_name(std::string_view name) noexcept;
 std::optional<SteeringOp> steering_op_from_name(std::string_view name) noexcept;

@@ -1,0 +1,24 @@
+// Helpers shared by the extraction, refusal and sweep code.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "ds4/hook.hpp"
+#include "ds4/steering.hpp"
+
+namespace ds4 {
+DS4_INLINE_NAMESPACE_BEGIN
+namespace steering_detail {
+
+HookPoint capture_point(SteeringSite site);
+double dot(std::span<const float> a, std::span<const float> b);
+uint64_t hash_token_sets(std::span<const std::vector<TokenId>> sets);
+std::vector<double> mean_of(const std::vector<std::vector<float>>& rows);
+// KL(p || q) of the softmax distributions of two logit vectors.
+double kl_divergence(std::span<const float> p_logits, std::span<const float> q_logits);
+
+}  // namespace steering_detail
+DS4_INLINE_NAMESPACE_END
+}  // namespace ds4

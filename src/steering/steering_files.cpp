@@ -1,0 +1,288 @@
+// Steering vector files: ds4's own GGUF format, the reference engine's raw
+// .f32 and llama.cpp's control-vector GGUF. Each foreign format is imported
+// with its own meaning (site, operation, layer convention), never ours.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "core/error_internal.hpp"
+#include "ds4/gguf.hpp"
+#include "ds4/model.hpp"
+#include "ds4/steering.hpp"
+
+namespace ds4 {
+DS4_INLINE_NAMESPACE_BEGIN
+
+using detail::fail;
+using gguf::Value;
+
+namespace {
+
+constexpr const char* kArch = "ds4-steering";
+constexpr uint32_t kFormatVersion = 1;
+const std::string P = "ds4steer.";
+
+std::string_view policy_name(PositionPolicy::Kind k) {
+    switch (k) {
+        case PositionPolicy::Kind::All: return "all";
+        case PositionPolicy::Kind::Prompt: return "prompt";
+        case PositionPolicy::Kind::Generated: return "generated";
+        case PositionPolicy::Kind::Window: return "window";
+        case PositionPolicy::Kind::FinalAnswer: return "final_answer";
+    }
+    return "all";
+}
+
+bool policy_from_name(std::string_view s, PositionPolicy::Kind* k) {
+    for (auto c : {PositionPolicy::Kind::All, PositionPolicy::Kind::Prompt, PositionPolicy::Kind::Generated,
+                   PositionPolicy::Kind::Window, PositionPolicy::Kind::FinalAnswer})
+        if (policy_name(c) == s) {
+            *k = c;
+            return true;
+        }
+    return false;
+}
+
+// "direction.N" -> N, or -1 if the name has another form.
+long parse_direction_index(const std::string& name) {
+    const std::string pre = "direction.";
+    if (name.rfind(pre, 0) != 0 || name.size() == pre.size() || name.size() > pre.size() + 9) return -1;
+    long n = 0;
+    for (size_t i = pre.size(); i < name.size(); ++i) {
+        if (name[i] < '0' || name[i] > '9') return -1;
+        n = n * 10 + (name[i] - '0');
+    }
+    return n;
+}
+
+std::vector<float> f32_tensor(const gguf::File& f, const gguf::TensorInfo& t, int64_t width) {
+    if (t.type != DType::F32 || t.shape.size() != 1)
+        fail(ErrorCode::CorruptFile, "%s: tensor '%s' must be a 1-D F32 vector (is %s %s)", f.path().c_str(),
+             t.name.c_str(), std::string(dtype_name(t.type)).c_str(), t.shape_string().c_str());
+    if (width >= 0 && static_cast<int64_t>(t.shape[0]) != width)
+        fail(ErrorCode::InvalidArgument, "%s: tensor '%s' has %llu values, expected %lld", f.path().c_str(),
+             t.name.c_str(), static_cast<unsigned long long>(t.shape[0]), static_cast<long long>(width));
+    std::vector<float> v(static_cast<size_t>(t.shape[0]));
+    std::memcpy(v.data(), t.data, v.size() * sizeof(float));
+    for (size_t i = 0; i < v.size(); ++i)
+        if (!std::isfinite(v[i]))
+            fail(ErrorCode::InvalidArgument, "%s: tensor '%s' has a non-finite value at index %zu", f.path().c_str(),
+                 t.name.c_str(), i);
+    return v;
+}
+
+bool is_zero(const std::vector<float>& v) {
+    for (float x : v)
+        if (x != 0) return false;
+    return true;
+}
+
+}  // namespace
+
+void SteeringVector::save(const std::string& path) const {
+    if (layers().empty()) fail(ErrorCode::InvalidArgument, "%s: steering vector has no direction to save", path.c_str());
+    gguf::Writer w;
+    w.set("general.architecture", Value::string(kArch));
+    w.set("general.name", Value::string(provenance.name.empty() ? "steering" : provenance.name));
+    w.set(P + "version", Value::u32(kFormatVersion));
+    w.set(P + "site", Value::string(std::string(steering_site_name(site_))));
+    w.set(P + "op", Value::string(std::string(steering_op_name(op_))));
+    w.set(P + "scale", Value::f32(scale_));
+    w.set(P + "width", Value::u32(static_cast<uint32_t>(width_)));
+    w.set(P + "layer_count", Value::u32(static_cast<uint32_t>(n_layer_)));
+    w.set(P + "first_layer", Value::u32(static_cast<uint32_t>(first_layer_)));
+    w.set(P + "last_layer", Value::u32(static_cast<uint32_t>(last_layer_)));
+    w.set(P + "positions", Value::string(std::string(policy_name(positions.kind))));
+    w.set(P + "positions.begin", Value::i64(positions.begin));
+    w.set(P + "positions.end", Value::i64(positions.end));
+    w.set(P + "method", Value::string(provenance.method));
+    w.set(P + "model_fingerprint", Value::u64(provenance.model_fingerprint));
+    w.set(P + "model_name", Value::string(provenance.model_name));
+    w.set(P + "recommended_scale", Value::f32(provenance.recommended_scale));
+    std::vector<Value> hashes;
+    for (uint64_t h : provenance.prompt_set_hashes) hashes.push_back(Value::u64(h));
+    w.set(P + "prompt_set_hashes", Value::array(gguf::ValueType::U64, std::move(hashes)));
+    for (const auto& [k, v] : provenance.notes) w.set(P + "note." + k, Value::string(v));
+    for (int l : layers())
+        w.add_tensor_f32("direction." + std::to_string(l), {static_cast<uint64_t>(width_)}, direction(l));
+    w.write(path);
+}
+
+SteeringVector SteeringVector::load(const std::string& path) {
+    const gguf::File f = gguf::File::open(path);
+    const Value* arch = f.find("general.architecture");
+    if (!arch || !arch->is_string() || arch->as_string() != kArch)
+        fail(ErrorCode::UnsupportedModel,
+             "%s: not a ds4 steering file (general.architecture is '%s'); use load_any for foreign formats",
+             path.c_str(), arch && arch->is_string() ? arch->as_string().c_str() : "missing");
+    const uint64_t version = f.get(P + "version").as_uint(P + "version");
+    if (version != kFormatVersion)
+        fail(ErrorCode::UnsupportedModel, "%s: ds4 steering format version %llu is not supported (reads %u)",
+             path.c_str(), static_cast<unsigned long long>(version), kFormatVersion);
+    const std::string& site_s = f.get(P + "site").as_string(P + "site");
+    const std::string& op_s = f.get(P + "op").as_string(P + "op");
+    const auto site = steering_site_from_name(site_s);
+    const auto op = steering_op_from_name(op_s);
+    if (!site) fail(ErrorCode::UnsupportedModel, "%s: unknown steering site '%s'", path.c_str(), site_s.c_str());
+    if (!op) fail(ErrorCode::UnsupportedModel, "%s: unknown steering operation '%s'", path.c_str(), op_s.c_str());
+    const uint64_t width = f.get(P + "width").as_uint(P + "width");
+    const uint64_t n_layer = f.get(P + "layer_count").as_uint(P + "layer_count");
+    if (width == 0 || width > (1u << 24) || n_layer == 0 || n_layer > 4096)
+        fail(ErrorCode::CorruptFile, "%s: steering width %llu / layer count %llu out of range", path.c_str(),
+             static_cast<unsigned long long>(width), static_cast<unsigned long long>(n_layer));
+    const double scale = f.get(P + "scale").as_double(P + "scale");
+    SteeringVector v(static_cast<int>(n_layer), static_cast<int>(width), *site, *op, static_cast<float>(scale));
+    const uint64_t first = f.get(P + "first_layer").as_uint(P + "first_layer");
+    const uint64_t last = f.get(P + "last_layer").as_uint(P + "last_layer");
+    v.set_layer_range(static_cast<int>(std::min<uint64_t>(first, 1u << 30)), static_cast<int>(std::min<uint64_t>(last, 1u << 30)));
+    PositionPolicy::Kind kind;
+    const std::string& pol = f.get(P + "positions").as_string(P + "positions");
+    if (!policy_from_name(pol, &kind))
+        fail(ErrorCode::UnsupportedModel, "%s: unknown position policy '%s'", path.c_str(), pol.c_str());
+    v.positions.kind = kind;
+    v.positions.begin = f.get(P + "positions.begin").as_int(P + "positions.begin");
+    v.positions.end = f.get(P + "positions.end").as_int(P + "positions.end");
+    v.provenance.name = f.find("general.name") ? f.get("general.name").as_string("general.name") : "";
+    v.provenance.method = f.get(P + "method").as_string(P + "method");
+    v.provenance.model_fingerprint = f.get(P + "model_fingerprint").as_uint(P + "model_fingerprint");
+    v.provenance.model_name = f.get(P + "model_name").as_string(P + "model_name");
+    v.provenance.recommended_scale = static_cast<float>(f.get(P + "recommended_scale").as_double());
+    for (const auto& h : f.get(P + "prompt_set_hashes").as_array(P + "prompt_set_hashes").items)
+        v.provenance.prompt_set_hashes.push_back(h.as_uint(P + "prompt_set_hashes"));
+    const std::string note = P + "note.";
+    for (const auto& [k, val] : f.metadata())
+        if (k.rfind(note, 0) == 0 && val.is_string()) v.provenance.notes[k.substr(note.size())] = val.as_string();
+    for (const auto& t : f.tensors()) {
+        const long l = parse_direction_index(t.name);
+        if (l < 0 || l >= static_cast<long>(n_layer))
+            fail(ErrorCode::CorruptFile, "%s: unexpected tensor '%s' (expected direction.0 .. direction.%llu)",
+                 path.c_str(), t.name.c_str(), static_cast<unsigned long long>(n_layer - 1));
+        v.set_direction(static_cast<int>(l), f32_tensor(f, t, static_cast<int64_t>(width)));
+    }
+    if (v.layers().empty()) fail(ErrorCode::CorruptFile, "%s: steering file has no direction", path.c_str());
+    return v;
+}
+
+SteeringVector SteeringVector::load_ds4_f32(const std::string& path, int n_layer, int width) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(ErrorCode::IoError, "%s: cannot open", path.c_str());
+    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t want = static_cast<size_t>(n_layer) * static_cast<size_t>(width) * sizeof(float);
+    if (bytes.size() != want)
+        fail(ErrorCode::InvalidArgument,
+             "%s: a ds4 .f32 direction file for this model must be %d layers x %d floats = %zu bytes, not %zu",
+             path.c_str(), n_layer, width, want, bytes.size());
+    // Its meaning in the reference engine: y <- y - s v (v.y) at the FFN output, rows = layers 0..L-1.
+    SteeringVector v(n_layer, width, SteeringSite::FfnOut, SteeringOp::Project, 1.0f);
+    v.provenance.method = "import:ds4-f32";
+    for (int l = 0; l < n_layer; ++l) {
+        std::vector<float> row(static_cast<size_t>(width));
+        std::memcpy(row.data(), bytes.data() + static_cast<size_t>(l) * width * sizeof(float), row.size() * sizeof(float));
+        for (size_t i = 0; i < row.size(); ++i)
+            if (!std::isfinite(row[i]))
+                fail(ErrorCode::InvalidArgument, "%s: row %d has a non-finite value at index %zu", path.c_str(), l, i);
+        if (!is_zero(row)) v.set_direction(l, row);  // a zero row leaves the layer unsteered
+    }
+    if (v.layers().empty()) fail(ErrorCode::InvalidArgument, "%s: every row is zero", path.c_str());
+    return v;
+}
+
+void SteeringVector::save_ds4_f32(const std::string& path) const {
+    if (site_ != SteeringSite::FfnOut || op_ != SteeringOp::Project)
+        fail(ErrorCode::InvalidArgument,
+             "%s: the ds4 .f32 format means 'project at ffn_out'; this vector is %s at %s and would be misread",
+             path.c_str(), std::string(steering_op_name(op_)).c_str(), std::string(steering_site_name(site_)).c_str());
+    std::vector<float> all(static_cast<size_t>(n_layer_) * width_, 0.0f);
+    for (int l : layers()) std::copy(dirs_[static_cast<size_t>(l)].begin(), dirs_[static_cast<size_t>(l)].end(),
+                                     all.begin() + static_cast<long>(l) * width_);
+    {
+        std::ofstream out(path, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(all.data()), static_cast<long>(all.size() * sizeof(float)));
+        if (!out) fail(ErrorCode::IoError, "%s: write failed", path.c_str());
+    }
+    // The JSON sidecar the reference tools write (the engine ignores it).
+    std::string json_path = path;
+    if (json_path.size() > 4 && json_path.substr(json_path.size() - 4) == ".f32") json_path.resize(json_path.size() - 4);
+    json_path += ".json";
+    std::ofstream js(json_path);
+    js << "{\n  \"format\": \"ds4-directional-steering-v1\",\n  \"shape\": [" << n_layer_ << ", " << width_
+       << "],\n  \"component\": \"ffn_out\",\n  \"method\": \"" << provenance.method
+       << "\",\n  \"note\": \"positive scale suppresses the direction\"\n}\n";
+}
+
+SteeringVector SteeringVector::load_control_vector(const std::string& path, int n_layer) {
+    const gguf::File f = gguf::File::open(path);
+    if (const Value* arch = f.find("general.architecture"); arch && arch->is_string() && arch->as_string() == kArch)
+        fail(ErrorCode::InvalidArgument, "%s: this is a ds4 steering file; load it with SteeringVector::load",
+             path.c_str());
+    int64_t width = -1;
+    std::vector<std::vector<float>> sums(static_cast<size_t>(n_layer));
+    for (const auto& t : f.tensors()) {
+        const long idx = parse_direction_index(t.name);
+        if (idx < 0)
+            fail(ErrorCode::CorruptFile, "%s: tensor '%s' is not a control-vector direction.N", path.c_str(),
+                 t.name.c_str());
+        if (idx == 0)
+            fail(ErrorCode::CorruptFile, "%s: direction.0 is invalid in a control vector (block 0 cannot be steered)",
+                 path.c_str());
+        if (idx >= n_layer)
+            fail(ErrorCode::InvalidArgument, "%s: %s targets block %ld, the model has %d blocks", path.c_str(),
+                 t.name.c_str(), idx, n_layer);
+        auto v = f32_tensor(f, t, width);
+        width = static_cast<int64_t>(v.size());
+        auto& s = sums[static_cast<size_t>(idx)];
+        if (s.empty()) {
+            s = std::move(v);
+        } else {
+            for (size_t i = 0; i < s.size(); ++i) s[i] += v[i];  // duplicate N add up, as in llama.cpp
+        }
+    }
+    if (width < 0) fail(ErrorCode::CorruptFile, "%s: control vector has no direction.N tensor", path.c_str());
+    // Its meaning in llama.cpp: add at the output of block N, broadcast to the HC streams.
+    SteeringVector v(n_layer, static_cast<int>(width), SteeringSite::LayerOut, SteeringOp::Add, 1.0f);
+    v.provenance.method = "import:llama.cpp-control-vector";
+    if (const Value* hint = f.find("controlvector.model_hint"); hint && hint->is_string())
+        v.provenance.model_name = hint->as_string();
+    for (int l = 0; l < n_layer; ++l)
+        if (!sums[static_cast<size_t>(l)].empty() && !is_zero(sums[static_cast<size_t>(l)]))
+            v.set_direction(l, sums[static_cast<size_t>(l)]);
+    return v;
+}
+
+void SteeringVector::save_control_vector(const std::string& path) const {
+    if (site_ != SteeringSite::LayerOut || op_ != SteeringOp::Add)
+        fail(ErrorCode::InvalidArgument,
+             "%s: a llama.cpp control vector means 'add at the layer output'; this vector is %s at %s", path.c_str(),
+             std::string(steering_op_name(op_)).c_str(), std::string(steering_site_name(site_)).c_str());
+    if (has_direction(0))
+        fail(ErrorCode::InvalidArgument, "%s: llama.cpp control vectors cannot steer block 0", path.c_str());
+    gguf::Writer w;
+    w.set("general.architecture", Value::string("controlvector"));
+    w.set("controlvector.model_hint", Value::string("deepseek4"));
+    w.set("controlvector.layer_count", Value::i32(static_cast<int32_t>(layers().size())));
+    for (int l : layers()) {
+        std::vector<float> d(dirs_[static_cast<size_t>(l)]);
+        for (float& x : d) x *= scale_;  // the file has no scale: bake it in
+        w.add_tensor_f32("direction." + std::to_string(l), {static_cast<uint64_t>(width_)}, d);
+    }
+    w.write(path);
+}
+
+SteeringVector SteeringVector::load_any(const std::string& path, const Model& model) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(ErrorCode::IoError, "%s: cannot open", path.c_str());
+    char magic[4] = {};
+    in.read(magic, 4);
+    if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) {
+        const gguf::File f = gguf::File::open(path);
+        const Value* arch = f.find("general.architecture");
+        if (arch && arch->is_string() && arch->as_string() == kArch) return load(path);
+        return load_control_vector(path, model.config().n_layer);
+    }
+    return load_ds4_f32(path, model.config().n_layer, model.config().n_embd);
+}
+
+DS4_INLINE_NAMESPACE_END
+}  // namespace ds4
