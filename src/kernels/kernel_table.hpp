@@ -1,0 +1,40 @@
+// Internal: the per-instruction-set kernel tables behind kernels::matmul_rows.
+//
+// Each ISA (scalar, AVX2+FMA, AVX-512) provides one table. A kernel computes
+//   y[t * y_stride + r] = dot(W row r, activation row t)
+// for t in [0, x.n_tok()) and r in [row_begin, row_end), single-threaded,
+// without allocating. The activation rows are already in the form
+// activation_type(W.type) gives (Q8_0 blocks for Q8_0 weights, Q8_K blocks
+// for Q2_K / Q4_K / IQ2_XXS weights, f32 for F32 / F16 / BF16 weights).
+//
+// Every kernel must be batch invariant: the value computed for (r, t) must not
+// depend on n_tok, on t, or on the row range (fixed accumulation order per
+// dot product), so that prefill and token-by-token decode agree bit for bit.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/matmul.hpp"
+
+namespace ds4::kernels::detail {
+
+using RowsKernel = void (*)(const Matrix& W, const Activations& x, float* y, int64_t y_stride,
+                            int64_t row_begin, int64_t row_end);
+
+struct KernelTable {
+    RowsKernel f32 = nullptr;
+    RowsKernel f16 = nullptr;
+    RowsKernel bf16 = nullptr;
+    RowsKernel q8_0 = nullptr;
+    RowsKernel q2_K = nullptr;
+    RowsKernel q4_K = nullptr;
+    RowsKernel iq2_xxs = nullptr;
+};
+
+// Defined in matmul_scalar.cpp, matmul_avx2.cpp and matmul_avx512.cpp. The
+// SIMD tables may only be called on CPUs that have the ISA (dispatch checks).
+const KernelTable& scalar_kernels();
+const KernelTable& avx2_kernels();
+const KernelTable& avx512_kernels();
+
+}  // namespace ds4::kernels::detail
