@@ -9,17 +9,11 @@
 #include <string>
 
 #include "ds4/config.hpp"
+#include "ds4/quantize.hpp"
 #include "ds4/version.hpp"
 
 namespace ds4 {
 DS4_INLINE_NAMESPACE_BEGIN
-
-// Tensor types of the generated file.
-enum class WeightMix {
-    F32,  // every tensor F32 (tid2eid I32): the exact-comparison test model
-    Q2,   // published q2 mix: routed gate/up IQ2_XXS, down Q2_K; dense Q8_0; HC/router/compressor/indexer/embedding F16
-    Q4,   // published q4 mix: routed experts Q4_K; the rest as Q2
-};
 
 enum class VocabKind {
     None,   // no tokenizer metadata (token ids only)

@@ -62,8 +62,9 @@ class Builder {
 public:
     Builder(const GeneratorOptions& o, gguf::Writer& w) : o_(o), w_(w) {}
 
-    // A 2-D or 3-D weight of the given type; rows of shape[0] values.
-    void tensor(const std::string& name, DType type, std::vector<uint64_t> shape, Recipe r) {
+    // A weight of the type its name has in the mix; rows of shape[0] values.
+    void tensor(const std::string& name, std::vector<uint64_t> shape, Recipe r) {
+        const DType type = tensor_type_for_mix(name, shape.size(), o_.mix);
         const uint64_t cols = shape[0];
         uint64_t rows = 1;
         for (size_t i = 1; i < shape.size(); ++i) rows *= shape[i];
@@ -259,12 +260,6 @@ void generate_model(const GeneratorOptions& options, const std::string& path) {
     if (o.vocab != VocabKind::None) generator::write_vocab(w, vocab);
 
     // ---- tensors (spec 2.2-2.5) ----
-    const bool f32_all = o.mix == WeightMix::F32;
-    const DType dense = f32_all ? DType::F32 : DType::Q8_0;  // attention, shared expert, LM head
-    const DType plain = f32_all ? DType::F32 : DType::F16;   // HC, router, compressors, indexer, embedding
-    const DType gate_up = f32_all ? DType::F32 : (o.mix == WeightMix::Q2 ? DType::IQ2_XXS : DType::Q4_K);
-    const DType down = f32_all ? DType::F32 : (o.mix == WeightMix::Q2 ? DType::Q2_K : DType::Q4_K);
-    const DType vec = DType::F32;
     auto U = [](int64_t x) { return static_cast<uint64_t>(x); };
     auto inv_sqrt = [](int64_t n) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n))); };
 
@@ -272,54 +267,54 @@ void generate_model(const GeneratorOptions& options, const std::string& path) {
     const int64_t d = c.n_embd, V = c.n_vocab, hc = c.hc_count, mix = c.hc_mix_size(), HD = hc * d;
     const int64_t H = c.n_head, hd = c.head_dim, ql = c.q_lora_rank, ol = c.o_lora_rank, G = c.o_groups,
                   E = c.n_expert, K = c.n_expert_used, ff = c.expert_ff;
-    b.tensor("token_embd.weight", plain, {U(d), U(V)}, {0, 1});
-    b.tensor("output_hc_base.weight", vec, {U(hc)}, {0, 0.5f});
-    b.tensor("output_hc_fn.weight", plain, {U(HD), U(hc)}, {0, inv_sqrt(HD)});
-    b.tensor("output_hc_scale.weight", vec, {1}, {1, 0.1f});
-    b.tensor("output_norm.weight", vec, {U(d)}, {1, 0.05f});
-    b.tensor("output.weight", dense, {U(d), U(V)}, {0, 2 * inv_sqrt(d)});
+    b.tensor("token_embd.weight", {U(d), U(V)}, {0, 1});
+    b.tensor("output_hc_base.weight", {U(hc)}, {0, 0.5f});
+    b.tensor("output_hc_fn.weight", {U(HD), U(hc)}, {0, inv_sqrt(HD)});
+    b.tensor("output_hc_scale.weight", {1}, {1, 0.1f});
+    b.tensor("output_norm.weight", {U(d)}, {1, 0.05f});
+    b.tensor("output.weight", {U(d), U(V)}, {0, 2 * inv_sqrt(d)});
 
     for (int il = 0; il < c.n_layer; ++il) {
         for (const char* sub : {"hc_attn", "hc_ffn"}) {
             const std::string s(sub);
-            b.tensor(blk(il, (s + "_fn.weight").c_str()), plain, {U(HD), U(mix)}, {0, inv_sqrt(HD)});
-            b.tensor(blk(il, (s + "_scale.weight").c_str()), vec, {3}, {1, 0.1f});
-            b.tensor(blk(il, (s + "_base.weight").c_str()), vec, {U(mix)}, {0, 0.5f});
+            b.tensor(blk(il, (s + "_fn.weight").c_str()), {U(HD), U(mix)}, {0, inv_sqrt(HD)});
+            b.tensor(blk(il, (s + "_scale.weight").c_str()), {3}, {1, 0.1f});
+            b.tensor(blk(il, (s + "_base.weight").c_str()), {U(mix)}, {0, 0.5f});
         }
-        b.tensor(blk(il, "attn_norm.weight"), vec, {U(d)}, {1, 0.05f});
-        b.tensor(blk(il, "attn_q_a.weight"), dense, {U(d), U(ql)}, {0, inv_sqrt(d)});
-        b.tensor(blk(il, "attn_q_a_norm.weight"), vec, {U(ql)}, {1, 0.05f});
-        b.tensor(blk(il, "attn_q_b.weight"), dense, {U(ql), U(H * hd)}, {0, inv_sqrt(ql)});
-        b.tensor(blk(il, "attn_kv.weight"), dense, {U(d), U(hd)}, {0, inv_sqrt(d)});
-        b.tensor(blk(il, "attn_kv_a_norm.weight"), vec, {U(hd)}, {1, 0.05f});
-        b.tensor(blk(il, "attn_sinks.weight"), vec, {U(H)}, {0, 1});
-        b.tensor(blk(il, "attn_output_a.weight"), dense, {U((H / G) * hd), U(G * ol)}, {0, inv_sqrt((H / G) * hd)});
-        b.tensor(blk(il, "attn_output_b.weight"), dense, {U(G * ol), U(d)}, {0, 0.5f * inv_sqrt(G * ol)});
+        b.tensor(blk(il, "attn_norm.weight"), {U(d)}, {1, 0.05f});
+        b.tensor(blk(il, "attn_q_a.weight"), {U(d), U(ql)}, {0, inv_sqrt(d)});
+        b.tensor(blk(il, "attn_q_a_norm.weight"), {U(ql)}, {1, 0.05f});
+        b.tensor(blk(il, "attn_q_b.weight"), {U(ql), U(H * hd)}, {0, inv_sqrt(ql)});
+        b.tensor(blk(il, "attn_kv.weight"), {U(d), U(hd)}, {0, inv_sqrt(d)});
+        b.tensor(blk(il, "attn_kv_a_norm.weight"), {U(hd)}, {1, 0.05f});
+        b.tensor(blk(il, "attn_sinks.weight"), {U(H)}, {0, 1});
+        b.tensor(blk(il, "attn_output_a.weight"), {U((H / G) * hd), U(G * ol)}, {0, inv_sqrt((H / G) * hd)});
+        b.tensor(blk(il, "attn_output_b.weight"), {U(G * ol), U(d)}, {0, 0.5f * inv_sqrt(G * ol)});
         const int ratio = c.compress_ratio(il);
         auto compressor = [&](const char* prefix, int dim) {
             const int64_t Wd = static_cast<int64_t>(c.compress_lanes(il)) * dim;
             const std::string pre(prefix);
-            b.tensor(blk(il, (pre + "_ape.weight").c_str()), plain, {U(Wd), U(ratio)}, {0, 0.5f});
-            b.tensor(blk(il, (pre + "_kv.weight").c_str()), plain, {U(d), U(Wd)}, {0, inv_sqrt(d)});
-            b.tensor(blk(il, (pre + "_gate.weight").c_str()), plain, {U(d), U(Wd)}, {0, inv_sqrt(d)});
-            b.tensor(blk(il, (pre + "_norm.weight").c_str()), vec, {U(dim)}, {1, 0.05f});
+            b.tensor(blk(il, (pre + "_ape.weight").c_str()), {U(Wd), U(ratio)}, {0, 0.5f});
+            b.tensor(blk(il, (pre + "_kv.weight").c_str()), {U(d), U(Wd)}, {0, inv_sqrt(d)});
+            b.tensor(blk(il, (pre + "_gate.weight").c_str()), {U(d), U(Wd)}, {0, inv_sqrt(d)});
+            b.tensor(blk(il, (pre + "_norm.weight").c_str()), {U(dim)}, {1, 0.05f});
         };
         if (ratio != 0) compressor("attn_compressor", c.head_dim);
         if (c.has_indexer(il)) {
             const int64_t ih = c.indexer_heads, ihd = c.indexer_head_dim;
-            b.tensor(blk(il, "indexer.attn_q_b.weight"), plain, {U(ql), U(ih * ihd)}, {0, inv_sqrt(ql)});
-            b.tensor(blk(il, "indexer.proj.weight"), plain, {U(d), U(ih)}, {0, inv_sqrt(d)});
+            b.tensor(blk(il, "indexer.attn_q_b.weight"), {U(ql), U(ih * ihd)}, {0, inv_sqrt(ql)});
+            b.tensor(blk(il, "indexer.proj.weight"), {U(d), U(ih)}, {0, inv_sqrt(d)});
             compressor("indexer_compressor", c.indexer_head_dim);
         }
-        b.tensor(blk(il, "ffn_norm.weight"), vec, {U(d)}, {1, 0.05f});
-        b.tensor(blk(il, "ffn_gate_inp.weight"), plain, {U(d), U(E)}, {0, 2 * inv_sqrt(d)});
-        if (o.router_bias && !c.is_hash_layer(il)) b.tensor(blk(il, "exp_probs_b.bias"), vec, {U(E)}, {0, 0.1f});
-        b.tensor(blk(il, "ffn_gate_exps.weight"), gate_up, {U(d), U(ff), U(E)}, {0, inv_sqrt(d)});
-        b.tensor(blk(il, "ffn_up_exps.weight"), gate_up, {U(d), U(ff), U(E)}, {0, inv_sqrt(d)});
-        b.tensor(blk(il, "ffn_down_exps.weight"), down, {U(ff), U(d), U(E)}, {0, 0.5f * inv_sqrt(ff)});
-        b.tensor(blk(il, "ffn_gate_shexp.weight"), dense, {U(d), U(ff)}, {0, inv_sqrt(d)});
-        b.tensor(blk(il, "ffn_up_shexp.weight"), dense, {U(d), U(ff)}, {0, inv_sqrt(d)});
-        b.tensor(blk(il, "ffn_down_shexp.weight"), dense, {U(ff), U(d)}, {0, 0.5f * inv_sqrt(ff)});
+        b.tensor(blk(il, "ffn_norm.weight"), {U(d)}, {1, 0.05f});
+        b.tensor(blk(il, "ffn_gate_inp.weight"), {U(d), U(E)}, {0, 2 * inv_sqrt(d)});
+        if (o.router_bias && !c.is_hash_layer(il)) b.tensor(blk(il, "exp_probs_b.bias"), {U(E)}, {0, 0.1f});
+        b.tensor(blk(il, "ffn_gate_exps.weight"), {U(d), U(ff), U(E)}, {0, inv_sqrt(d)});
+        b.tensor(blk(il, "ffn_up_exps.weight"), {U(d), U(ff), U(E)}, {0, inv_sqrt(d)});
+        b.tensor(blk(il, "ffn_down_exps.weight"), {U(ff), U(d), U(E)}, {0, 0.5f * inv_sqrt(ff)});
+        b.tensor(blk(il, "ffn_gate_shexp.weight"), {U(d), U(ff)}, {0, inv_sqrt(d)});
+        b.tensor(blk(il, "ffn_up_shexp.weight"), {U(d), U(ff)}, {0, inv_sqrt(d)});
+        b.tensor(blk(il, "ffn_down_shexp.weight"), {U(ff), U(d)}, {0, 0.5f * inv_sqrt(ff)});
         if (c.is_hash_layer(il)) {
             // Distinct experts per token, drawn from the seed.
             std::vector<int32_t> table(static_cast<size_t>(V * K));
