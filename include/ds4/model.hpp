@@ -9,7 +9,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "ds4/backend.hpp"
 #include "ds4/config.hpp"
 #include "ds4/version.hpp"
 
@@ -30,6 +33,17 @@ struct ModelOptions {
     bool require_published_shape = false;
     // Load the tokenizer from the GGUF metadata when it is present.
     bool load_tokenizer = true;
+
+    // Which backend runs what (ds4/backend.hpp). `backend` takes every
+    // operation; a tensor matching a TensorOverride pattern (first match
+    // wins) goes to that override's backend instead, and HotExperts moves
+    // single routed experts. Operations follow their weights: dense products
+    // and routed experts their matrix, mHC mixing the hc_*_fn tensor,
+    // attention the layer's attn_kv tensor, the sublayer norms their norm
+    // weight. "cpu" is the engine's own path.
+    std::string backend = "cpu";
+    std::vector<TensorOverride> tensor_overrides;
+    std::vector<HotExperts> hot_experts;
 };
 
 class Model {
@@ -59,6 +73,14 @@ public:
         uint64_t other = 0;           // everything else
     };
     WeightBytes weight_bytes() const noexcept;
+
+    // Where each weight runs: one entry per tensor (or routed expert slice)
+    // that is not on the "cpu" path. Empty when everything runs on the CPU.
+    struct BackendUse {
+        std::string tensor;   // tensor name, "name[e]" for one routed expert
+        std::string backend;  // backend spec as given in the options
+    };
+    const std::vector<BackendUse>& backend_assignment() const noexcept;
 
     struct Impl;
     const Impl& impl() const noexcept { return *impl_; }

@@ -59,8 +59,9 @@ const Activations& SharedInput::for_weight(DType weight_type) {
     return slots_[s];
 }
 
-Forward::Forward(const ModelConfig& cfg, const model::Weights& w, int max_batch)
-    : cfg_(cfg), w_(w), max_batch_(max_batch) {
+Forward::Forward(const ModelConfig& cfg, const model::Weights& w, const model::BackendAssignment* backends,
+                 int max_batch)
+    : cfg_(cfg), w_(w), off_(backends && backends->active() ? backends : nullptr), max_batch_(max_batch) {
     const size_t T = static_cast<size_t>(max_batch);
     const size_t d = cfg.n_embd, hc = cfg.hc_count, mix = cfg.hc_mix_size();
     X_.resize(T * hc * d);
@@ -83,6 +84,47 @@ Forward::Forward(const ModelConfig& cfg, const model::Weights& w, int max_batch)
     sel_.resize(T * cfg.n_expert_used);
     moe_parts_.resize(T * cfg.n_expert_used * d);
     rope_cs_.resize(cfg.n_rot);
+    if (off_) {
+        for (int il = 0; il < cfg.n_layer; ++il) {
+            attn_norm_names_.push_back("blk." + std::to_string(il) + ".attn_norm.weight");
+            ffn_norm_names_.push_back("blk." + std::to_string(il) + ".ffn_norm.weight");
+        }
+    }
+}
+
+// ---- dispatch to the assigned backend -----------------------------------------
+
+const model::BackendAssignment::Entry* Forward::offload(const void* weight_data, BackendOp op, DType type) const {
+    if (!off_) return nullptr;
+    const auto* e = off_->find(weight_data);
+    return e && e->backend->supports(op, type) ? e : nullptr;
+}
+
+void Forward::mm(const Matrix& W, SharedInput& in, float* y, int64_t y_stride) {
+    if (const auto* e = offload(W.data, BackendOp::DenseMatmul, W.type)) {
+        e->backend->matmul(weight_ref(W, e->name), in.x(), in.n_tok(), y, y_stride ? y_stride : W.rows);
+        return;
+    }
+    kernels::matmul(W, in.for_weight(W.type), y, y_stride);
+}
+
+void Forward::mm(const Matrix& W, const float* x, int64_t n_tok, float* y, int64_t y_stride) {
+    if (const auto* e = offload(W.data, BackendOp::DenseMatmul, W.type)) {
+        e->backend->matmul(weight_ref(W, e->name), x, n_tok, y, y_stride ? y_stride : W.rows);
+        return;
+    }
+    act_tmp_.prepare(W.type, x, n_tok, W.cols);
+    kernels::matmul(W, act_tmp_, y, y_stride);
+}
+
+void Forward::norm(const std::vector<float>& weight, const std::string& tensor, const float* x, float* y, int64_t rows,
+                   int64_t n) {
+    if (off_)
+        if (Backend* b = off_->norm(tensor); b && b->supports(BackendOp::RmsNorm)) {
+            b->rms_norm(x, weight.data(), y, rows, n, cfg_.norm_eps);
+            return;
+        }
+    for (int64_t r = 0; r < rows; ++r) rms_norm(x + r * n, weight.data(), y + r * n, n, cfg_.norm_eps);
 }
 
 void Forward::emit(HookDispatch* hooks, HookPoint point, int layer, float* data, int64_t rows, int64_t width,
@@ -106,45 +148,39 @@ void Forward::emit(HookDispatch* hooks, HookPoint point, int layer, float* data,
 // ---- mHC ---------------------------------------------------------------------
 
 void Forward::hc_pre(const model::HcMixWeights& hw, int n, float* out_in, float* split) {
-    const int hc = cfg_.hc_count, mix = cfg_.hc_mix_size();
-    const int64_t d = cfg_.n_embd, HD = hc * d;
-    for (int t = 0; t < n; ++t) rms_norm(&X_[t * HD], nullptr, &flat_[t * HD], HD, cfg_.hc_eps);
-    act_tmp_.prepare(hw.fn.type, flat_.data(), n, HD);
-    kernels::matmul(hw.fn, act_tmp_, mix_.data());
-    for (int t = 0; t < n; ++t) {
-        float* s = split + static_cast<size_t>(t) * mix;
-        hc_split(&mix_[static_cast<size_t>(t) * mix], hw.scale.data(), hw.base.data(), hc, cfg_.hc_sinkhorn_iters,
-                 cfg_.hc_eps, s, s + hc, s + 2 * hc);
-        float* out = out_in + t * d;
-        const float* x = &X_[t * HD];
-        for (int64_t i = 0; i < d; ++i) out[i] = 0;
-        for (int h = 0; h < hc; ++h) {
-            const float p = s[h];
-            for (int64_t i = 0; i < d; ++i) out[i] += p * x[h * d + i];
-        }
+    HcPreCall c;
+    c.streams = X_.data();
+    c.n_tok = n;
+    c.hc = cfg_.hc_count;
+    c.d = cfg_.n_embd;
+    c.fn = weight_ref(hw.fn);
+    c.scale = hw.scale.data();
+    c.base = hw.base.data();
+    c.sinkhorn_iters = cfg_.hc_sinkhorn_iters;
+    c.eps = cfg_.hc_eps;
+    c.out = out_in;
+    c.split = split;
+    if (const auto* e = offload(hw.fn.data, BackendOp::HcMix, hw.fn.type)) {
+        c.fn.name = e->name;
+        e->backend->hc_pre(c);
+        return;
     }
+    cpu_hc_pre(c, cpu_);
 }
 
-void Forward::hc_post(int n, const float* y, const float* split) {
-    const int hc = cfg_.hc_count, mix = cfg_.hc_mix_size();
-    const int64_t d = cfg_.n_embd, HD = hc * d;
-    for (int t = 0; t < n; ++t) {
-        const float* s = split + static_cast<size_t>(t) * mix;
-        const float* post = s + hc;
-        const float* comb = s + 2 * hc;
-        const float* x = &X_[t * HD];
-        float* out = &X2_[t * HD];
-        const float* yt = y + t * d;
-        for (int i = 0; i < hc; ++i) {
-            float* o = out + i * d;
-            for (int64_t k = 0; k < d; ++k) o[k] = post[i] * yt[k];
-            for (int j = 0; j < hc; ++j) {
-                const float c = comb[i + hc * j];
-                const float* xj = x + j * d;
-                for (int64_t k = 0; k < d; ++k) o[k] += c * xj[k];
-            }
-        }
-    }
+void Forward::hc_post(const model::HcMixWeights& hw, int n, const float* y, const float* split) {
+    HcPostCall c;
+    c.streams = X_.data();
+    c.y = y;
+    c.split = split;
+    c.n_tok = n;
+    c.hc = cfg_.hc_count;
+    c.d = cfg_.n_embd;
+    c.out = X2_.data();
+    if (const auto* e = offload(hw.fn.data, BackendOp::HcMix, hw.fn.type))
+        e->backend->hc_post(c);
+    else
+        cpu_hc_post(c);
     std::swap(X_, X2_);
 }
 
@@ -259,69 +295,58 @@ void Forward::attend_token(const model::LayerWeights& L, LayerState& S, int t, i
     for (size_t i = 0; i < selected_.size(); ++i)
         load_f16(S.attn.row(selected_[i]), &keys_[static_cast<size_t>(n_raw + static_cast<int64_t>(i)) * hd], hd);
 
-    Eigen::Map<const RowMajor> K(keys_.data(), N, hd);
-    Eigen::Map<const RowMajor> Q(&q_[static_cast<size_t>(t) * H * hd], H, hd);
-    ensure(scores_, static_cast<size_t>(H) * N);
-    Eigen::Map<RowMajor> P(scores_.data(), H, N);
-    P.noalias() = Q * K.transpose();
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    for (int h = 0; h < H; ++h) {
-        float* s = &scores_[static_cast<size_t>(h) * N];
-        const float sink = L.sinks[static_cast<size_t>(h)];
-        float m = sink;
-        for (int64_t r = 0; r < N; ++r) {
-            s[r] *= scale;
-            m = std::max(m, s[r]);
-        }
-        float den = std::exp(sink - m);
-        for (int64_t r = 0; r < N; ++r) {
-            s[r] = std::exp(s[r] - m);
-            den += s[r];
-        }
-        const float inv = 1.0f / den;
-        for (int64_t r = 0; r < N; ++r) s[r] *= inv;
-    }
-    Eigen::Map<RowMajor> O(&o_[static_cast<size_t>(t) * H * hd], H, hd);
-    O.noalias() = P * K;
+    AttentionCall c;
+    c.q = &q_[static_cast<size_t>(t) * H * hd];
+    c.keys = keys_.data();
+    c.n_rows = N;
+    c.heads = H;
+    c.head_dim = hd;
+    c.sinks = L.sinks.data();
+    c.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    c.out = &o_[static_cast<size_t>(t) * H * hd];
+    if (const auto* e = offload(L.kv.data, BackendOp::Attention, L.kv.type))
+        e->backend->attention(c);
+    else
+        cpu_attention(c, cpu_);
 }
 
 void Forward::attention_layer(const model::LayerWeights& L, LayerState& S, int n, int64_t pos0, HookDispatch* hooks) {
     const int64_t d = cfg_.n_embd, ql = cfg_.q_lora_rank, H = cfg_.n_head, hd = cfg_.head_dim;
     const int n_rot = cfg_.n_rot;
     hc_pre(L.hc_attn, n, xin_.data(), split_.data());
-    for (int t = 0; t < n; ++t) rms_norm(&xin_[t * d], L.attn_norm.data(), &u_[t * d], d, cfg_.norm_eps);
+    norm(L.attn_norm, off_ ? attn_norm_names_[static_cast<size_t>(L.index)] : std::string(), xin_.data(), u_.data(), n, d);
     emit(hooks, HookPoint::AttnIn, L.index, u_.data(), n, d);
 
     in_a_.reset(u_.data(), n, d);
-    kernels::matmul(L.q_a, in_a_.for_weight(L.q_a.type), qr_.data());
+    mm(L.q_a, in_a_, qr_.data());
     for (int t = 0; t < n; ++t) rms_norm(&qr_[t * ql], L.q_a_norm.data(), &qr_[t * ql], ql, cfg_.norm_eps);
     in_b_.reset(qr_.data(), n, ql);
-    kernels::matmul(L.q_b, in_b_.for_weight(L.q_b.type), q_.data());
+    mm(L.q_b, in_b_, q_.data());
     for (int64_t r = 0; r < static_cast<int64_t>(n) * H; ++r) rms_norm(&q_[r * hd], nullptr, &q_[r * hd], hd, cfg_.norm_eps);
-    kernels::matmul(L.kv, in_a_.for_weight(L.kv.type), kv_.data());
+    mm(L.kv, in_a_, kv_.data());
     for (int t = 0; t < n; ++t) rms_norm(&kv_[t * hd], L.kv_norm.data(), &kv_[t * hd], hd, cfg_.norm_eps);
 
     if (L.compressed) {
         const size_t W = static_cast<size_t>(L.compressor.lanes) * L.compressor.dim;
         ensure(ckv_, n * W);
         ensure(csc_, n * W);
-        kernels::matmul(L.compressor.kv, in_a_.for_weight(L.compressor.kv.type), ckv_.data());
-        kernels::matmul(L.compressor.gate, in_a_.for_weight(L.compressor.gate.type), csc_.data());
+        mm(L.compressor.kv, in_a_, ckv_.data());
+        mm(L.compressor.gate, in_a_, csc_.data());
     }
     if (L.indexer) {
         const auto& ic = L.indexer_compressor;
         const size_t W = static_cast<size_t>(ic.lanes) * ic.dim;
         ensure(ikv_, n * W);
         ensure(isc_, n * W);
-        kernels::matmul(ic.kv, in_a_.for_weight(ic.kv.type), ikv_.data());
-        kernels::matmul(ic.gate, in_a_.for_weight(ic.gate.type), isc_.data());
+        mm(ic.kv, in_a_, ikv_.data());
+        mm(ic.gate, in_a_, isc_.data());
         // The indexer query is only needed once more rows exist than top-k.
         const int64_t rows_after = (pos0 + n) / L.ratio;
         if (rows_after > cfg_.indexer_top_k) {
             ensure(iq_, static_cast<size_t>(n) * cfg_.indexer_heads * cfg_.indexer_head_dim);
             ensure(iw_, static_cast<size_t>(n) * cfg_.indexer_heads);
-            kernels::matmul(L.indexer_q_b, in_b_.for_weight(L.indexer_q_b.type), iq_.data());
-            kernels::matmul(L.indexer_proj, in_a_.for_weight(L.indexer_proj.type), iw_.data());
+            mm(L.indexer_q_b, in_b_, iq_.data());
+            mm(L.indexer_proj, in_a_, iw_.data());
         }
     }
 
@@ -358,13 +383,11 @@ void Forward::attention_layer(const model::LayerWeights& L, LayerState& S, int n
             for (int t = 0; t < n; ++t) std::memcpy(&og_[t * gw], &o_[t * H * hd + g * gw], sizeof(float) * gw);
             src = og_.data();
         }
-        act_tmp_.prepare(A.type, src, n, gw);
-        kernels::matmul(A, act_tmp_, &low_[g * ol], G * ol);
+        mm(A, src, n, &low_[g * ol], G * ol);
     }
-    act_tmp_.prepare(L.out_b.type, low_.data(), n, G * ol);
-    kernels::matmul(L.out_b, act_tmp_, y_.data());
+    mm(L.out_b, low_.data(), n, y_.data());
     emit(hooks, HookPoint::AttnOut, L.index, y_.data(), n, d);
-    hc_post(n, y_.data(), split_.data());
+    hc_post(L.hc_attn, n, y_.data(), split_.data());
 }
 
 // ---- FFN ---------------------------------------------------------------------
@@ -374,12 +397,12 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
     const float clampv = cfg_.swiglu_clamp[static_cast<size_t>(L.index)];
     hc_pre(L.hc_ffn, n, xin_.data(), split_.data());
     float* v = u_.data();
-    for (int t = 0; t < n; ++t) rms_norm(&xin_[t * d], L.ffn_norm.data(), &v[t * d], d, cfg_.norm_eps);
+    norm(L.ffn_norm, off_ ? ffn_norm_names_[static_cast<size_t>(L.index)] : std::string(), xin_.data(), v, n, d);
     emit(hooks, HookPoint::FfnIn, L.index, v, n, d);
     in_a_.reset(v, n, d);
 
     // Router: sqrt(softplus(logits)); selection uses the bias, weights do not.
-    kernels::matmul(L.router, in_a_.for_weight(L.router.type), logit_.data());
+    mm(L.router, in_a_, logit_.data());
     emit(hooks, HookPoint::RouterLogits, L.index, logit_.data(), n, E);
     for (int64_t i = 0; i < n * E; ++i) probs_[static_cast<size_t>(i)] = std::sqrt(softplus(logit_[static_cast<size_t>(i)]));
     for (int t = 0; t < n; ++t) {
@@ -435,24 +458,26 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
         if (us.empty()) continue;
         const int64_t c = static_cast<int64_t>(us.size());
         ensure(gathered_, static_cast<size_t>(c * d));
-        ensure(mid_g_, static_cast<size_t>(c * ff));
-        ensure(mid_u_, static_cast<size_t>(c * ff));
         ensure(down_out_, static_cast<size_t>(c * d));
         for (int64_t i = 0; i < c; ++i)
             std::memcpy(&gathered_[static_cast<size_t>(i * d)], &v[(us[static_cast<size_t>(i)] / K) * d], sizeof(float) * d);
-        const Matrix gate = L.gate_exps.expert(e), up = L.up_exps.expert(e), down = L.down_exps.expert(e);
-        act_tmp_.prepare(gate.type, gathered_.data(), c, d);
-        kernels::matmul(gate, act_tmp_, mid_g_.data());
-        kernels::matmul(up, act_tmp_, mid_u_.data());
-        for (int64_t i = 0; i < c; ++i) {
-            const float w = wsel_[static_cast<size_t>(us[static_cast<size_t>(i)])];
-            float* g = &mid_g_[static_cast<size_t>(i * ff)];
-            const float* u = &mid_u_[static_cast<size_t>(i * ff)];
-            for (int64_t j = 0; j < ff; ++j)
-                g[j] = silu(std::min(g[j], clampv)) * std::clamp(u[j], -clampv, clampv) * w;
+        ensure(expert_w_, static_cast<size_t>(c));
+        for (int64_t i = 0; i < c; ++i) expert_w_[static_cast<size_t>(i)] = wsel_[static_cast<size_t>(us[static_cast<size_t>(i)])];
+        ExpertCall call;
+        call.gate = weight_ref(L.gate_exps.expert(e), {}, static_cast<int>(e));
+        call.up = weight_ref(L.up_exps.expert(e), {}, static_cast<int>(e));
+        call.down = weight_ref(L.down_exps.expert(e), {}, static_cast<int>(e));
+        call.x = gathered_.data();
+        call.weights = expert_w_.data();
+        call.n_tok = c;
+        call.clamp = clampv;
+        call.out = down_out_.data();
+        if (const auto* ent = offload(call.gate.data, BackendOp::RoutedExperts, call.gate.type)) {
+            call.gate.name = ent->name;
+            ent->backend->routed_expert(call);
+        } else {
+            cpu_routed_expert(call, cpu_);
         }
-        act_tmp_.prepare(down.type, mid_g_.data(), c, ff);
-        kernels::matmul(down, act_tmp_, down_out_.data());
         for (int64_t i = 0; i < c; ++i)
             std::memcpy(&moe_parts_[static_cast<size_t>(us[static_cast<size_t>(i)]) * d], &down_out_[static_cast<size_t>(i * d)],
                         sizeof(float) * d);
@@ -462,14 +487,13 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
     ensure(shared_g_, static_cast<size_t>(n * ff));
     ensure(shared_u_, static_cast<size_t>(n * ff));
     ensure(shared_out_, static_cast<size_t>(n * d));
-    kernels::matmul(L.gate_sh, in_a_.for_weight(L.gate_sh.type), shared_g_.data());
-    kernels::matmul(L.up_sh, in_a_.for_weight(L.up_sh.type), shared_u_.data());
+    mm(L.gate_sh, in_a_, shared_g_.data());
+    mm(L.up_sh, in_a_, shared_u_.data());
     for (int64_t i = 0; i < n * ff; ++i) {
         shared_g_[static_cast<size_t>(i)] =
             silu(std::min(shared_g_[static_cast<size_t>(i)], clampv)) * std::clamp(shared_u_[static_cast<size_t>(i)], -clampv, clampv);
     }
-    act_tmp_.prepare(L.down_sh.type, shared_g_.data(), n, ff);
-    kernels::matmul(L.down_sh, act_tmp_, shared_out_.data());
+    mm(L.down_sh, shared_g_.data(), n, shared_out_.data());
 
     for (int t = 0; t < n; ++t) {
         float* y = &y_[t * d];
@@ -483,7 +507,7 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
         for (int64_t i = 0; i < d; ++i) y[i] += sh[i];
     }
     emit(hooks, HookPoint::FfnOut, L.index, y_.data(), n, d);
-    hc_post(n, y_.data(), split_.data());
+    hc_post(L.hc_ffn, n, y_.data(), split_.data());
 }
 
 // ---- output head -------------------------------------------------------------
@@ -495,8 +519,7 @@ void Forward::output_head(int n, float* logits, bool all_logits, HookDispatch* h
     const int rows = n - first;
     ensure(hidden_, static_cast<size_t>(rows) * d);
     for (int r = 0; r < rows; ++r) rms_norm(&X_[(first + r) * HD], nullptr, &flat_[r * HD], HD, cfg_.hc_eps);
-    act_tmp_.prepare(w_.output_hc.fn.type, flat_.data(), rows, HD);
-    kernels::matmul(w_.output_hc.fn, act_tmp_, mix_.data(), hc);
+    mm(w_.output_hc.fn, flat_.data(), rows, mix_.data(), hc);
     for (int r = 0; r < rows; ++r) {
         const float* x = &X_[(first + r) * HD];
         float* h = &hidden_[static_cast<size_t>(r) * d];
@@ -507,11 +530,11 @@ void Forward::output_head(int n, float* logits, bool all_logits, HookDispatch* h
                 cfg_.hc_eps;
             for (int64_t i = 0; i < d; ++i) h[i] += wgt * x[s * d + i];
         }
-        rms_norm(h, w_.output_norm.data(), h, d, cfg_.norm_eps);
     }
+    static const std::string kOutputNorm = "output_norm.weight";
+    norm(w_.output_norm, kOutputNorm, hidden_.data(), hidden_.data(), rows, d);
     emit(hooks, HookPoint::FinalHidden, -1, hidden_.data(), rows, d, first);
-    act_tmp_.prepare(w_.output.type, hidden_.data(), rows, d);
-    kernels::matmul(w_.output, act_tmp_, logits);
+    mm(w_.output, hidden_.data(), rows, logits);
     emit(hooks, HookPoint::Logits, -1, logits, rows, cfg_.n_vocab, first);
 }
 

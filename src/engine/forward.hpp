@@ -10,9 +10,11 @@
 #include <vector>
 
 #include "ds4/hook.hpp"
+#include "engine/layer_ops.hpp"
 #include "engine/ops.hpp"
 #include "engine/state.hpp"
 #include "kernels/matmul.hpp"
+#include "model/backend_assignment.hpp"
 #include "model/weights.hpp"
 
 namespace ds4::engine {
@@ -25,6 +27,8 @@ class SharedInput {
 public:
     void reset(const float* x, int64_t n_tok, int64_t cols);
     const kernels::Activations& for_weight(DType weight_type);
+    const float* x() const { return x_; }
+    int64_t n_tok() const { return n_tok_; }
 
 private:
     const float* x_ = nullptr;
@@ -39,7 +43,8 @@ struct ForwardStats {
 
 class Forward {
 public:
-    Forward(const ModelConfig& cfg, const model::Weights& w, int max_batch);
+    // `backends` (may be null) says which operations run on another backend.
+    Forward(const ModelConfig& cfg, const model::Weights& w, const model::BackendAssignment* backends, int max_batch);
 
     // Evaluate tokens[0..n) at positions state.n_past .. state.n_past+n-1,
     // updating `state`. Logits are written for the last token into
@@ -62,8 +67,14 @@ public:
     void clear_indexer_trace() { indexer_trace_.clear(); }
 
 private:
+    // y = W x on the weight's backend (SharedInput: the input's quantization is shared).
+    void mm(const kernels::Matrix& W, SharedInput& in, float* y, int64_t y_stride = 0);
+    void mm(const kernels::Matrix& W, const float* x, int64_t n_tok, float* y, int64_t y_stride = 0);
+    void norm(const std::vector<float>& weight, const std::string& tensor, const float* x, float* y, int64_t rows,
+              int64_t n);
     void hc_pre(const model::HcMixWeights& hw, int n, float* out_in, float* split);
-    void hc_post(int n, const float* y, const float* split);
+    void hc_post(const model::HcMixWeights& hw, int n, const float* y, const float* split);
+    const model::BackendAssignment::Entry* offload(const void* weight_data, BackendOp op, DType type) const;
     void attention_layer(const model::LayerWeights& L, LayerState& S, int n, int64_t pos0, HookDispatch* hooks);
     void ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int n, int64_t pos0, HookDispatch* hooks);
     void attend_token(const model::LayerWeights& L, LayerState& S, int t, int64_t pos);
@@ -77,7 +88,10 @@ private:
 
     const ModelConfig& cfg_;
     const model::Weights& w_;
+    const model::BackendAssignment* off_;  // null: everything on the CPU path
     int max_batch_;
+    CpuScratch cpu_;
+    std::vector<std::string> attn_norm_names_, ffn_norm_names_;
 
     // Scratch, sized for max_batch tokens.
     std::vector<float> X_, X2_;        // HC state [T][hc*d]
@@ -90,11 +104,11 @@ private:
     std::vector<float> o_, og_, low_, y_;  // attention output, grouped copy, low rank, sublayer output
     std::vector<float> logit_, probs_, wsel_;  // router
     std::vector<int32_t> sel_;
-    std::vector<float> moe_parts_, mid_g_, mid_u_, gathered_, down_out_, shared_g_, shared_u_, shared_out_;
+    std::vector<float> moe_parts_, gathered_, down_out_, shared_g_, shared_u_, shared_out_;
     std::vector<float> hidden_;  // output head
     std::vector<float> rope_cs_;
     // Per-token attention scratch.
-    std::vector<float> keys_, scores_, idx_scores_, idx_q_;
+    std::vector<float> keys_, idx_scores_, idx_q_, expert_w_;
     std::vector<int32_t> selected_;
     SharedInput in_a_, in_b_, in_c_;
     std::vector<int64_t> positions_;

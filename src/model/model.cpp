@@ -65,6 +65,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOpt
         im.config = ModelConfig::from_gguf(im.file);
         if (options.require_published_shape) im.config.require_published_shape();
         im.weights = model::Weights::bind(im.file, im.config);
+        im.backends = model::BackendAssignment::resolve(im.file, im.config, im.weights, options);
     } catch (const Error& e) {
         // Name the file in every message.
         const std::string msg = e.what();
@@ -93,6 +94,7 @@ const std::string& Model::path() const noexcept { return impl_->path; }
 const gguf::File& Model::gguf() const noexcept { return impl_->file; }
 const Tokenizer* Model::tokenizer() const noexcept { return impl_->tokenizer.get(); }
 uint64_t Model::fingerprint() const noexcept { return impl_->fingerprint; }
+const std::vector<Model::BackendUse>& Model::backend_assignment() const noexcept { return impl_->backends.uses(); }
 Model::WeightBytes Model::weight_bytes() const noexcept {
     return {impl_->weights.routed_expert_bytes, impl_->weights.other_bytes};
 }

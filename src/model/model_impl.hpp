@@ -12,6 +12,7 @@
 #else
 namespace ds4 { DS4_INLINE_NAMESPACE_BEGIN class Tokenizer {}; DS4_INLINE_NAMESPACE_END }
 #endif
+#include "model/backend_assignment.hpp"
 #include "model/weights.hpp"
 
 namespace ds4 {
@@ -23,6 +24,7 @@ struct Model::Impl {
     gguf::File file;
     ModelConfig config;
     model::Weights weights;
+    model::BackendAssignment backends;
     std::unique_ptr<Tokenizer> tokenizer;
     uint64_t fingerprint = 0;
 };
