@@ -89,6 +89,9 @@ public:
     const SessionOptions& options() const noexcept;
 
     int64_t position() const noexcept;  // tokens held
+    // Bytes of attention state the held tokens occupy (raw window, compressor
+    // frontiers, compressed rows and indexer keys).
+    uint64_t state_bytes() const noexcept;
     int64_t context_size() const noexcept;
     std::span<const TokenId> tokens() const noexcept;
 
@@ -144,6 +147,17 @@ public:
     uint64_t steering_fingerprint() const noexcept;
     // Fingerprint of the edits registered now.
     uint64_t active_edits_fingerprint() const noexcept;
+
+    // Work done since the session was created or reset_stats() was called.
+    struct Stats {
+        int64_t prefill_tokens = 0, decode_tokens = 0;  // tokens evaluated (replays after rewind included)
+        double prefill_seconds = 0, decode_seconds = 0;
+        // Weight bytes the matrix products read: every matrix (or routed
+        // expert slice) a batch touches, counted once per batch.
+        uint64_t prefill_weight_bytes = 0, decode_weight_bytes = 0;
+    };
+    Stats stats() const noexcept;
+    void reset_stats() noexcept;
 
     struct Impl;
     Impl& impl() noexcept { return *impl_; }

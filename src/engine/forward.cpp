@@ -101,6 +101,7 @@ const model::BackendAssignment::Entry* Forward::offload(const void* weight_data,
 }
 
 void Forward::mm(const Matrix& W, SharedInput& in, float* y, int64_t y_stride) {
+    weight_bytes_ += W.row_bytes * static_cast<uint64_t>(W.rows);
     if (const auto* e = offload(W.data, BackendOp::DenseMatmul, W.type)) {
         e->backend->matmul(weight_ref(W, e->name), in.x(), in.n_tok(), y, y_stride ? y_stride : W.rows);
         return;
@@ -109,6 +110,7 @@ void Forward::mm(const Matrix& W, SharedInput& in, float* y, int64_t y_stride) {
 }
 
 void Forward::mm(const Matrix& W, const float* x, int64_t n_tok, float* y, int64_t y_stride) {
+    weight_bytes_ += W.row_bytes * static_cast<uint64_t>(W.rows);
     if (const auto* e = offload(W.data, BackendOp::DenseMatmul, W.type)) {
         e->backend->matmul(weight_ref(W, e->name), x, n_tok, y, y_stride ? y_stride : W.rows);
         return;
@@ -160,6 +162,7 @@ void Forward::hc_pre(const model::HcMixWeights& hw, int n, float* out_in, float*
     c.eps = cfg_.hc_eps;
     c.out = out_in;
     c.split = split;
+    weight_bytes_ += hw.fn.row_bytes * static_cast<uint64_t>(hw.fn.rows);
     if (const auto* e = offload(hw.fn.data, BackendOp::HcMix, hw.fn.type)) {
         c.fn.name = e->name;
         e->backend->hc_pre(c);
@@ -197,7 +200,8 @@ void Forward::compressor_push(const model::CompressorWeights& cw, CompressorStat
     for (int j = 0; j < Wd; ++j) srow[j] = sc[j] + ape[j];
     if ((pos + 1) % R != 0) return;
 
-    std::vector<float> p(static_cast<size_t>(D));
+    ensure(cmp_row_, static_cast<size_t>(D));
+    float* p = cmp_row_.data();
     for (int j = 0; j < D; ++j) {
         float m = kNegInf;
         auto visit = [&](auto&& f) {
@@ -211,7 +215,7 @@ void Forward::compressor_push(const model::CompressorWeights& cw, CompressorStat
         };
         visit([&](float s, float) { m = std::max(m, s); });
         if (m <= kNegInf) {
-            p[static_cast<size_t>(j)] = 0.0f;
+            p[j] = 0.0f;
             continue;
         }
         float den = 0, num = 0;
@@ -220,24 +224,25 @@ void Forward::compressor_push(const model::CompressorWeights& cw, CompressorStat
             den += e;
             num += e * v;
         });
-        p[static_cast<size_t>(j)] = num / den;
+        p[j] = num / den;
     }
     if (lanes == 2) {
         std::memcpy(cs.kv.data(), &cs.kv[static_cast<size_t>(R) * Wd], sizeof(float) * R * Wd);
         std::memcpy(cs.score.data(), &cs.score[static_cast<size_t>(R) * Wd], sizeof(float) * R * Wd);
     }
-    rms_norm(p.data(), cw.norm.data(), p.data(), D, cfg_.norm_eps);
-    std::vector<float> cs_c(static_cast<size_t>(cfg_.n_rot));
-    rope.angles(pos + 1 - R, cs_c.data());
-    rope_apply(p.data(), D, cfg_.n_rot, cs_c.data(), false);
+    rms_norm(p, cw.norm.data(), p, D, cfg_.norm_eps);
+    ensure(cmp_cs_, static_cast<size_t>(cfg_.n_rot));
+    float* cs_c = cmp_cs_.data();
+    rope.angles(pos + 1 - R, cs_c);
+    rope_apply(p, D, cfg_.n_rot, cs_c, false);
     if (is_indexer) {
-        hadamard(p.data(), D);
-        fp4_round_trip(p.data(), D);
+        hadamard(p, D);
+        fp4_round_trip(p, D);
     } else {
-        fp8_round_trip(p.data(), D - cfg_.n_rot);
+        fp8_round_trip(p, D - cfg_.n_rot);
     }
     cs.rows.resize(static_cast<size_t>(cs.n_rows + 1) * D);
-    store_f16(p.data(), &cs.rows[static_cast<size_t>(cs.n_rows) * D], D);
+    store_f16(p, &cs.rows[static_cast<size_t>(cs.n_rows) * D], D);
     ++cs.n_rows;
 }
 
@@ -351,15 +356,16 @@ void Forward::attention_layer(const model::LayerWeights& L, LayerState& S, int n
     }
 
     const Rope rope = Rope::for_layer(cfg_, L.index);
-    std::vector<float> row(static_cast<size_t>(hd));
+    ensure(kv_row_, static_cast<size_t>(hd));
+    float* row = kv_row_.data();
     for (int t = 0; t < n; ++t) {
         const int64_t pos = pos0 + t;
         rope.angles(pos, rope_cs_.data());
         for (int64_t h = 0; h < H; ++h) rope_apply(&q_[(t * H + h) * hd], static_cast<int>(hd), n_rot, rope_cs_.data(), false);
-        std::memcpy(row.data(), &kv_[t * hd], sizeof(float) * hd);
-        rope_apply(row.data(), static_cast<int>(hd), n_rot, rope_cs_.data(), false);
-        fp8_round_trip(row.data(), hd - n_rot);
-        store_f16(row.data(), S.raw_row(pos), static_cast<int>(hd));
+        std::memcpy(row, &kv_[t * hd], sizeof(float) * hd);
+        rope_apply(row, static_cast<int>(hd), n_rot, rope_cs_.data(), false);
+        fp8_round_trip(row, hd - n_rot);
+        store_f16(row, S.raw_row(pos), static_cast<int>(hd));
         if (L.compressed) {
             const size_t W = static_cast<size_t>(L.compressor.lanes) * L.compressor.dim;
             compressor_push(L.compressor, S.attn, &ckv_[t * W], &csc_[t * W], pos, false, rope);
@@ -412,18 +418,20 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
             for (int64_t k = 0; k < K; ++k) sel[k] = L.tid2eid[static_cast<size_t>(tokens[t]) * K + k];
         } else {
             // Insertion into a descending top-K list; strict '>' keeps the lower id on ties.
-            std::vector<float> best(static_cast<size_t>(K), -INFINITY);
+            ensure(best_, static_cast<size_t>(K));
+            float* best = best_.data();
+            std::fill(best, best + K, -INFINITY);
             for (int64_t k = 0; k < K; ++k) sel[k] = -1;
             for (int64_t e = 0; e < E; ++e) {
                 const float s = p[e] + (L.router_bias.empty() ? 0.0f : L.router_bias[static_cast<size_t>(e)]);
-                if (sel[K - 1] >= 0 && !(s > best[static_cast<size_t>(K - 1)])) continue;
+                if (sel[K - 1] >= 0 && !(s > best[K - 1])) continue;
                 int64_t k = K - 1;
-                while (k > 0 && (sel[k - 1] < 0 || s > best[static_cast<size_t>(k - 1)])) {
-                    best[static_cast<size_t>(k)] = best[static_cast<size_t>(k - 1)];
+                while (k > 0 && (sel[k - 1] < 0 || s > best[k - 1])) {
+                    best[k] = best[k - 1];
                     sel[k] = sel[k - 1];
                     --k;
                 }
-                best[static_cast<size_t>(k)] = s;
+                best[k] = s;
                 sel[k] = static_cast<int32_t>(e);
             }
         }
@@ -451,7 +459,9 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
     // Routed experts, tokens grouped per expert; each (token, slot) output is
     // kept apart and summed in slot order so the result does not depend on
     // how tokens were batched.
-    std::vector<std::vector<int32_t>> users(static_cast<size_t>(E));
+    if (users_.size() < static_cast<size_t>(E)) users_.resize(static_cast<size_t>(E));
+    auto& users = users_;
+    for (int64_t e = 0; e < E; ++e) users[static_cast<size_t>(e)].clear();
     for (int64_t i = 0; i < n * K; ++i) users[static_cast<size_t>(sel_[static_cast<size_t>(i)])].push_back(static_cast<int32_t>(i));
     for (int64_t e = 0; e < E; ++e) {
         const auto& us = users[static_cast<size_t>(e)];
@@ -472,6 +482,7 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
         call.n_tok = c;
         call.clamp = clampv;
         call.out = down_out_.data();
+        for (const WeightRef* w : {&call.gate, &call.up, &call.down}) weight_bytes_ += w->row_bytes * static_cast<uint64_t>(w->rows);
         if (const auto* ent = offload(call.gate.data, BackendOp::RoutedExperts, call.gate.type)) {
             call.gate.name = ent->name;
             ent->backend->routed_expert(call);
@@ -550,6 +561,7 @@ void Forward::run(const int32_t* tokens, int n, TimelineState& state, float* log
     for (int t = 0; t < n; ++t) {
         float* x = &X_[t * HD];
         w_.embed(tokens[t], x, static_cast<int>(d));
+        weight_bytes_ += w_.embd_row_bytes;
         for (int h = 1; h < cfg_.hc_count; ++h) std::memcpy(x + h * d, x, sizeof(float) * d);
     }
     for (int il = 0; il < cfg_.n_layer; ++il) {

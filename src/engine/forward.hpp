@@ -54,6 +54,8 @@ public:
              HookDispatch* hooks);
 
     int max_batch() const { return max_batch_; }
+    // Weight bytes read by the products so far (each matrix once per batch).
+    uint64_t weight_bytes_read() const { return weight_bytes_; }
 
     // Indexer selections of the last run, for tests: per layer, per token,
     // the compressed rows attended (empty when every row was visible).
@@ -90,6 +92,7 @@ private:
     const model::Weights& w_;
     const model::BackendAssignment* off_;  // null: everything on the CPU path
     int max_batch_;
+    uint64_t weight_bytes_ = 0;
     CpuScratch cpu_;
     std::vector<std::string> attn_norm_names_, ffn_norm_names_;
 
@@ -110,6 +113,8 @@ private:
     // Per-token attention scratch.
     std::vector<float> keys_, idx_scores_, idx_q_, expert_w_;
     std::vector<int32_t> selected_;
+    std::vector<float> cmp_row_, cmp_cs_, kv_row_, best_;  // compressor output row, its RoPE angles, a KV row, router top-k
+    std::vector<std::vector<int32_t>> users_;             // per expert: the (token, slot) pairs routed to it
     SharedInput in_a_, in_b_, in_c_;
     std::vector<int64_t> positions_;
     const int32_t* tokens_ = nullptr;

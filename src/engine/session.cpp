@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <deque>
 
@@ -93,6 +94,28 @@ void Session::Impl::evaluate(std::span<const TokenId> toks, const PrefillOptions
     }
     const int64_t chunk = forward.max_batch();
     int64_t done = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t bytes0 = forward.weight_bytes_read();
+    struct CountWork {  // adds this call's work to the stats however it ends
+        Impl& s;
+        Phase phase;
+        std::chrono::steady_clock::time_point t0;
+        uint64_t bytes0;
+        const int64_t& done;
+        ~CountWork() {
+            const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            const uint64_t bytes = s.forward.weight_bytes_read() - bytes0;
+            if (phase == Phase::Decode) {
+                s.stats.decode_tokens += done;
+                s.stats.decode_seconds += sec;
+                s.stats.decode_weight_bytes += bytes;
+            } else {
+                s.stats.prefill_tokens += done;
+                s.stats.prefill_seconds += sec;
+                s.stats.prefill_weight_bytes += bytes;
+            }
+        }
+    } count_work{*this, phase, t0, bytes0, done};
     try {
         while (done < total) {
             // Cut chunks at absolute multiples of the chunk size (and of the
@@ -229,6 +252,9 @@ std::span<const TokenId> Session::tokens() const noexcept { return impl_->tokens
 std::span<const float> Session::logits() const noexcept { return impl_->logits; }
 uint64_t Session::steering_fingerprint() const noexcept { return impl_->steering_fingerprint(); }
 uint64_t Session::active_edits_fingerprint() const noexcept { return impl_->hooks.fingerprint(); }
+uint64_t Session::state_bytes() const noexcept { return impl_->state.bytes_in_use(); }
+Session::Stats Session::stats() const noexcept { return impl_->stats; }
+void Session::reset_stats() noexcept { impl_->stats = {}; }
 
 HookHandle Session::add_hook(std::shared_ptr<Hook> hook) { return impl_->hooks.add(std::move(hook)); }
 bool Session::remove_hook(HookHandle handle) { return impl_->hooks.remove(handle); }

@@ -48,6 +48,7 @@ struct Session::Impl {
     engine::TimelineState state;
     std::vector<TokenId> tokens;
     std::vector<uint8_t> decoded;  // per token: evaluated by decode() (1) or prefill() (0)
+    Session::Stats stats;
     std::vector<float> logits;
     std::vector<float> scratch_logits;
     std::vector<float> all_logits;
