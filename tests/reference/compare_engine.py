@@ -1,0 +1,346 @@
+#!/usr/bin/python3
+"""Parity check: C++ ds4 engine vs the NumPy reference (ds4_ref.py).
+
+Runs the engine's logits driver (ds4-dump-logits) and the reference on the same
+model and tokens and reports
+
+  1. free-running logits: max |diff|, max relative diff (|diff| / max|logit| of
+     the row), argmax agreement, indexer top-k set equality per (layer, pos);
+  2. top-k-forced logits: the reference re-run with the engine's indexer
+     selections (so one near-tied / noise-flipped selection does not cascade),
+     and the *local* top-k agreement (the reference's own choice at (layer,pos)
+     given identical earlier selections), with the reference's score margin of
+     each disagreement;
+  3. with --stages: a per-layer teacher-forced check from the engine's hook
+     activations (tests/reference/hook_dump.cpp, compiled on demand): every
+     stage of layer L is recomputed by the reference from the engine's own input
+     to that stage (resid_pre -> attn_in, attn_in -> attn_out [state built from
+     the engine's attn_in], ... -> resid_post), so differences cannot cascade.
+
+Why the tolerances are what they are: the forward pass contains discontinuous
+roundings (FP8 E4M3 on KV rows, FP4 E2M1 on indexer keys/queries, f16 stores,
+top-k). The engine computes in f32, the reference in f64; their ~1e-6 relative
+difference occasionally lands on a rounding midpoint (one FP8 step is ~6-12 %
+of a value) and that flip then propagates through the later tokens and layers.
+Free-running logits therefore agree to ~1e-5 relative until the first flip and
+to ~1e-3 after it, and an FP4 flip on the indexer query can move a top-k score
+by several percent. The teacher-forced stage check removes the cascades and is
+the tight test (default 1e-3 relative per stage, typically ~1e-6).
+
+Usage:
+  /usr/bin/python3 tests/reference/compare_engine.py --model M.gguf [--n 200 --seed 7]
+  /usr/bin/python3 tests/reference/compare_engine.py --make tiny:f32:1 --stages
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import ds4_ref  # noqa: E402
+from numerics import rms_norm  # noqa: E402
+
+
+# --------------------------------------------------------------------------
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"command failed ({r.returncode}): {' '.join(map(str, cmd))}\n{r.stderr}")
+    return r.stdout
+
+
+def row_rel(a, b):
+    """per-row max|a-b| / max|b|"""
+    a = a.reshape(a.shape[0], -1).astype(np.float64)
+    b = b.reshape(b.shape[0], -1).astype(np.float64)
+    return np.abs(a - b).max(1) / np.maximum(np.abs(b).max(1), 1e-30)
+
+
+def logits_report(name, eng, ref):
+    d = np.abs(eng.astype(np.float64) - ref)
+    rel = d.max(1) / np.abs(ref).max(1)
+    agree = float(np.mean(eng.argmax(1) == ref.argmax(1)))
+    over = np.where(rel > 1e-3)[0]
+    r = {"max_abs": float(d.max()), "max_rel": float(rel.max()), "median_rel": float(np.median(rel)),
+         "argmax_agree": agree, "first_pos_rel_gt_1e-3": int(over[0]) if len(over) else None,
+         "worst_pos": int(rel.argmax())}
+    print(f"  {name:28s} max|diff| {r['max_abs']:.3e}  max rel {r['max_rel']:.3e} (pos {r['worst_pos']})"
+          f"  median rel {r['median_rel']:.1e}  argmax agree {agree * 100:.1f}%"
+          f"  first pos rel>1e-3: {r['first_pos_rel_gt_1e-3']}")
+    return r
+
+
+def topk_compare(eng_sel, ref_sel):
+    e = {(r["layer"], r["pos"]): set(r["rows"]) for r in eng_sel}
+    f = {(r["layer"], r["pos"]): r for r in ref_sel}
+    only_e = sorted(set(e) - set(f))
+    only_r = sorted(set(f) - set(e))
+    mism = []
+    for k in sorted(set(e) & set(f), key=lambda k: (k[1], k[0])):
+        rs = set(f[k]["rows"])
+        if rs != e[k]:
+            item = {"layer": k[0], "pos": k[1], "engine_only": sorted(e[k] - rs), "ref_only": sorted(rs - e[k])}
+            if "scores" in f[k]:
+                s = np.asarray(f[k]["scores"])
+                top = np.sort(s)[::-1]
+                scale = max(abs(top[0]), 1e-30)
+                # how far (relative to the top score) the engine's picks are below the reference's cutoff
+                item["ref_score_gap_rel"] = float((top[len(rs) - 1] - s[item["engine_only"]].max()) / scale)
+            mism.append(item)
+    return {"n_engine": len(e), "n_ref": len(f), "missing_in_ref": only_e[:10], "missing_in_engine": only_r[:10],
+            "n_mismatch": len(mism), "mismatches": mism}
+
+
+def print_topk(name, t):
+    print(f"  {name:28s} (layer,pos) entries engine {t['n_engine']} ref {t['n_ref']}, "
+          f"set mismatches {t['n_mismatch']}")
+    if t["missing_in_ref"] or t["missing_in_engine"]:
+        print(f"    entries only in engine: {t['missing_in_ref']}  only in ref: {t['missing_in_engine']}")
+    for m in t["mismatches"][:8]:
+        gap = f"  ref score gap {m['ref_score_gap_rel']:.2e}" if "ref_score_gap_rel" in m else ""
+        print(f"    layer {m['layer']} pos {m['pos']}: engine-only {m['engine_only']} ref-only {m['ref_only']}{gap}")
+
+
+# --------------------------------------------------------------------------
+# hook_dump build + teacher-forced stage check
+# --------------------------------------------------------------------------
+def build_hook_dump(build_dir, out_exe):
+    """Compile hook_dump.cpp against build_dir/src/libds4.a with the link line
+    the build uses for ds4-dump-logits."""
+    ninja = open(os.path.join(build_dir, "build.ninja")).read()
+    m = re.search(r"build tests/tools/ds4-dump-logits:.*?\n((?:  .*\n)+)", ninja)
+    if not m:
+        raise RuntimeError("cannot find the ds4-dump-logits link rule in build.ninja")
+    libs = re.search(r"LINK_LIBRARIES = (.*)", m.group(1)).group(1)
+    libs = [x if x.startswith("-") or os.path.isabs(x) else os.path.join(build_dir, x) for x in shlex.split(libs)]
+    cc = json.load(open(os.path.join(build_dir, "compile_commands.json")))
+    cmd = next(c for c in cc if c["file"].endswith("dump_logits.cpp"))
+    args = shlex.split(cmd["command"]) if "command" in cmd else cmd["arguments"]
+    flags = [a for a in args[1:] if a.startswith(("-I", "-std", "-f", "-D", "-O"))]
+    run([args[0], *flags, os.path.join(HERE, "hook_dump.cpp"), "-o", out_exe, *libs])
+
+
+def load_dumps(d, cfg, n):
+    def f(name, il, width=None):
+        p = os.path.join(d, f"{name}.{il}.f32")
+        a = np.fromfile(p, dtype="<f4").astype(np.float64)
+        return a.reshape(n, -1) if width is None else a.reshape(n, width)
+    D = {}
+    for il in range(cfg.n_layer):
+        for name in ("resid_pre", "resid_post"):
+            D[(name, il)] = f(name, il).reshape(n, cfg.n_hc, cfg.n_embd)
+        for name in ("attn_in", "attn_out", "ffn_in", "ffn_out", "router_logits"):
+            D[(name, il)] = f(name, il)
+        D[("sel_ids", il)] = np.fromfile(os.path.join(d, f"router_selection.{il}.i32"), dtype="<i4").reshape(n, -1)
+        D[("sel_w", il)] = np.fromfile(os.path.join(d, f"router_selection.{il}.f32"), dtype="<f4").reshape(n, -1)
+    # final_hidden exists only for rows that produce logits (all rows in decode, the
+    # last row of each prefill call otherwise): keep (positions, rows)
+    fh = np.fromfile(os.path.join(d, "final_hidden.-1.f32"), dtype="<f4").astype(np.float64).reshape(-1, cfg.n_embd)
+    D[("final_hidden", -1)] = (np.fromfile(os.path.join(d, "final_hidden.-1.pos"), dtype="<i8"), fh)
+    return D
+
+
+def stage_check(model, toks, D, eng_logits, eng_sel):
+    """Per-layer teacher forcing from the engine's activations."""
+    cfg = model.cfg
+    n = len(toks)
+    eng_topk = {(r["layer"], r["pos"]): set(r["rows"]) for r in eng_sel}
+    res = {}
+    topk_local = []
+    sel_mismatch = 0
+    for il in range(cfg.n_layer):
+        st = model.new_state()["layers"][il]
+        p = f"blk.{il}."
+        errs = {k: np.zeros(n) for k in ("attn_in", "attn_out", "ffn_in", "router_logits", "ffn_out", "resid_post")}
+        tr = ds4_ref.Trace(sites=(), keep_scores=True)
+        for pos, tok in enumerate(toks):
+            X = D[("resid_pre", il)][pos]
+            a_in, post, M = model.hc_pre(X, p + "hc_attn")
+            u = rms_norm(a_in, model.vec(p + "attn_norm.weight"), cfg.eps)
+            errs["attn_in"][pos] = row_rel(u[None], D[("attn_in", il)][pos][None])[0]
+            y = model.attention_core(il, st, D[("attn_in", il)][pos], pos, tr)
+            errs["attn_out"][pos] = row_rel(y[None], D[("attn_out", il)][pos][None])[0]
+            X2 = model.hc_post(X, D[("attn_out", il)][pos], post, M)
+            f_in, post2, M2 = model.hc_pre(X2, p + "hc_ffn")
+            v = rms_norm(f_in, model.vec(p + "ffn_norm.weight"), cfg.eps)
+            errs["ffn_in"][pos] = row_rel(v[None], D[("ffn_in", il)][pos][None])[0]
+            vin = D[("ffn_in", il)][pos]
+            lg = model.matvec(p + "ffn_gate_inp.weight", vin)
+            errs["router_logits"][pos] = row_rel(lg[None], D[("router_logits", il)][pos][None])[0]
+            tr2 = ds4_ref.Trace(sites=("router_selection",))
+            y2 = model.ffn_core(il, vin, tok, pos, tr2)
+            rs = tr2.acts[("router_selection", il)][0]
+            k = cfg.n_used
+            if set(rs[:k].astype(int)) != set(D[("sel_ids", il)][pos]):
+                sel_mismatch += 1
+            errs["ffn_out"][pos] = row_rel(y2[None], D[("ffn_out", il)][pos][None])[0]
+            X3 = model.hc_post(X2, D[("ffn_out", il)][pos], post2, M2)
+            errs["resid_post"][pos] = row_rel(X3.reshape(1, -1), D[("resid_post", il)][pos].reshape(1, -1))[0]
+        for r in tr.topk:
+            key = (r["layer"], r["pos"])
+            if key in eng_topk and set(r["rows"]) != eng_topk[key]:
+                topk_local.append(r)
+        res[il] = {k: (float(v.max()), int(v.argmax())) for k, v in errs.items()}
+    # output head from the engine's final streams
+    fh_err = np.zeros(n)
+    lg_err = np.zeros(n)
+    fh_pos, fh = D[("final_hidden", -1)]
+    fh_row = {int(p): i for i, p in enumerate(fh_pos)}
+    for pos in range(n):
+        X = D[("resid_post", cfg.n_layer - 1)][pos]
+        tr = ds4_ref.Trace(sites=("final_hidden",))
+        L = model.output_head(X, tr)
+        if pos in fh_row:
+            fh_err[pos] = row_rel(tr.acts[("final_hidden", -1)][0][None], fh[fh_row[pos]][None])[0]
+        lg_err[pos] = row_rel(L[None], eng_logits[pos][None].astype(np.float64))[0]
+    res["head"] = {"final_hidden": (float(fh_err.max()), int(fh_err.argmax())),
+                   "logits": (float(lg_err.max()), int(lg_err.argmax()))}
+    return res, topk_local, sel_mismatch
+
+
+def print_stages(res, tol):
+    worst = 0.0
+    names = ("attn_in", "attn_out", "ffn_in", "router_logits", "ffn_out", "resid_post")
+    print("  layer " + "".join(f"{n:>16s}" for n in names))
+    for il, r in res.items():
+        if il == "head":
+            continue
+        worst = max(worst, *(v[0] for v in r.values()))
+        print(f"  {il:5d} " + "".join(f"{r[n][0]:10.2e}@{r[n][1]:<5d}" for n in names))
+    h = res["head"]
+    worst = max(worst, h["final_hidden"][0], h["logits"][0])
+    print(f"  head: final_hidden {h['final_hidden'][0]:.2e}@{h['final_hidden'][1]}  "
+          f"logits {h['logits'][0]:.2e}@{h['logits'][1]}   (max rel per row; tolerance {tol:g})")
+    return worst
+
+
+# --------------------------------------------------------------------------
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="GGUF model (else --make)")
+    ap.add_argument("--make", help="generate a model: CONFIG:MIX:SEED, e.g. tiny:f32:1")
+    ap.add_argument("--build-dir", default=os.environ.get("DS4_BUILD_DIR", "/work/build-wip"))
+    ap.add_argument("--n", type=int, default=200, help="random tokens (engine driver's generator)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tokens", help="explicit comma separated tokens instead of --n/--seed")
+    ap.add_argument("--modes", default="decode,prefill", help="engine modes to check")
+    ap.add_argument("--chunk", type=int, default=64, help="engine prefill chunk")
+    ap.add_argument("--stages", action="store_true", help="teacher-forced per-layer check via hook_dump")
+    ap.add_argument("--act-quant", choices=("auto", "on", "off"), default="auto")
+    ap.add_argument("--q8-0-f32-scale", action="store_true")
+    ap.add_argument("--stage-tol", type=float, default=1e-3, help="max rel error per stage (teacher-forced)")
+    ap.add_argument("--forced-tol", type=float, default=2e-2,
+                    help="max rel logits error with the engine's top-k forced")
+    ap.add_argument("--json", help="write the report as JSON")
+    ap.add_argument("--workdir", help="keep intermediate files here")
+    a = ap.parse_args(argv)
+
+    work = a.workdir or tempfile.mkdtemp(prefix="ds4-parity-")
+    os.makedirs(work, exist_ok=True)
+    bd = a.build_dir
+    dump_logits = os.path.join(bd, "tests/tools/ds4-dump-logits")
+    model_path = a.model
+    if a.make:
+        cfgname, mix, seed = (a.make.split(":") + ["1"])[:3]
+        model_path = os.path.join(work, f"{cfgname}-{mix}-{seed}.gguf")
+        run([os.path.join(bd, "tools/ds4-make-model"), "-o", model_path, "--config", cfgname, "--mix", mix,
+             "--seed", seed])
+    if not model_path:
+        ap.error("--model or --make required")
+
+    report = {"model": model_path}
+    ok = True
+    aq = {"auto": "auto", "on": True, "off": False}[a.act_quant]
+    eng = {}
+    toks = None
+    for mode in a.modes.split(","):
+        out = os.path.join(work, f"eng_{mode}.npy")
+        sel = os.path.join(work, f"eng_{mode}_sel.json")
+        cmd = [dump_logits, model_path, "--out", out, "--topk-out", sel, "--mode", mode, "--chunk", str(a.chunk)]
+        cmd += ["--tokens", a.tokens] if a.tokens else ["--random", str(a.n), "--seed", str(a.seed)]
+        t0 = time.time()
+        stdout = run(cmd)
+        t_eng = time.time() - t0
+        got = [int(x) for x in stdout.strip().splitlines()[-1].split(",")]
+        if toks is not None and got != toks:
+            raise RuntimeError("engine modes used different tokens")
+        toks = got
+        eng[mode] = (np.load(out), json.load(open(sel)), t_eng)
+
+    print(f"model {model_path}, {len(toks)} tokens, work dir {work}")
+    t0 = time.time()
+    model = ds4_ref.Model(model_path, act_quant=aq, q8_0_f16_scale=not a.q8_0_f32_scale)
+    tr = ds4_ref.Trace(sites=(), keep_scores=True)
+    ref = model.logits(toks, trace=tr).astype(np.float64)
+    t_ref = time.time() - t0
+    np.save(os.path.join(work, "ref.npy"), ref.astype(np.float32))
+    print(f"reference: {t_ref:.1f}s (act_quant={model.act_quant}); engine: "
+          + ", ".join(f"{m} {v[2]:.1f}s" for m, v in eng.items()))
+    report["ref_seconds"] = t_ref
+    modes = list(eng)
+    if len(modes) == 2:
+        d = np.abs(eng[modes[0]][0].astype(np.float64) - eng[modes[1]][0]).max()
+        print(f"engine {modes[0]} vs {modes[1]}: max|diff| {d:.3e}")
+        report["engine_mode_diff"] = float(d)
+    for mode, (L, sel, _) in eng.items():
+        print(f"[{mode}]")
+        r = {"free": logits_report("free-running logits", L, ref)}
+        r["topk_free"] = topk_compare(sel, tr.topk)
+        print_topk("free-running top-k", r["topk_free"])
+        forced = {(x["layer"], x["pos"]): x["rows"] for x in sel}
+        mf = ds4_ref.Model.__new__(ds4_ref.Model)
+        mf.__dict__.update(model.__dict__)
+        mf.forced_topk = forced
+        trf = ds4_ref.Trace(sites=(), keep_scores=True)
+        reff = mf.logits(toks, trace=trf).astype(np.float64)
+        r["forced"] = logits_report("top-k-forced logits", L, reff)
+        r["topk_local"] = topk_compare(sel, trf.topk)
+        print_topk("local top-k (forced run)", r["topk_local"])
+        if r["forced"]["max_rel"] > a.forced_tol:
+            ok = False
+            print(f"  FAIL: forced logits max rel {r['forced']['max_rel']:.3e} > {a.forced_tol:g}")
+        if r["topk_free"]["missing_in_ref"] or r["topk_free"]["missing_in_engine"]:
+            ok = False
+            print("  FAIL: indexer ran at different (layer, pos)")
+        report[mode] = r
+
+    if a.stages:
+        exe = os.path.join(work, "hook_dump")
+        build_hook_dump(bd, exe)
+        for mode in modes:
+            d = os.path.join(work, f"hooks_{mode}")
+            os.makedirs(d, exist_ok=True)
+            run([exe, model_path, ",".join(map(str, toks)), d, mode, str(a.chunk)])
+            D = load_dumps(d, model.cfg, len(toks))
+            print(f"[{mode}] teacher-forced stages (engine input to each stage):")
+            res, loc, selmis = stage_check(model, toks, D, eng[mode][0], eng[mode][1])
+            worst = print_stages(res, a.stage_tol)
+            print(f"  local top-k disagreements (state from engine attn_in): {len(loc)}"
+                  + "".join(f"\n    layer {x['layer']} pos {x['pos']}" for x in loc[:8]))
+            print(f"  router selections differing from the engine's: {selmis}")
+            report[f"stages_{mode}"] = {"layers": {str(k): v for k, v in res.items()}, "topk_local": len(loc),
+                                        "router_mismatch": selmis, "worst": worst}
+            if worst > a.stage_tol:
+                ok = False
+                print(f"  FAIL: stage error {worst:.3e} > {a.stage_tol:g}")
+    report["ok"] = ok
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=1)
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+// hook_dump: run the ds4 engine over a token list and write every hook-point
+// activation (all layers, all tokens, in token order) as raw little-endian f32
+// files DIR/<point>.<layer>.f32, plus DIR/router_selection.<layer>.{i32,f32}
+// (expert ids and weights) and DIR/<point>.<layer>.pos (i64 absolute position
+// of each row). Uses only the public API (ds4/hook.hpp, model,
+// session). Built on demand by compare_engine.py --stages against an existing
+// build directory; not part of the library build.
+//
+//   hook_dump MODEL.gguf 1,2,3 OUTDIR [decode|prefill] [chunk]
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ds4/error.hpp"
+#include "ds4/hook.hpp"
+#include "ds4/model.hpp"
+#include "ds4/session.hpp"
+
+namespace {
+
+struct Dump : ds4::Hook {
+    std::map<std::string, std::vector<float>> f32;
+    std::map<std::string, std::vector<int32_t>> i32;
+    std::map<std::string, std::vector<int64_t>> pos;
+    bool wants(ds4::HookPoint p, int) const override { return p != ds4::HookPoint::Logits; }
+    void on_activation(const ds4::ActivationView& v) override {
+        const std::string key = std::string(ds4::hook_point_name(v.point)) + "." + std::to_string(v.layer);
+        auto& p = pos[key];
+        p.insert(p.end(), v.positions.begin(), v.positions.end());
+        if (v.point == ds4::HookPoint::RouterSelection) {
+            auto& ids = i32[key];
+            auto& w = f32[key];
+            ids.insert(ids.end(), v.experts, v.experts + v.rows * v.k);
+            w.insert(w.end(), v.expert_weights, v.expert_weights + v.rows * v.k);
+            return;
+        }
+        auto& d = f32[key];
+        for (int64_t r = 0; r < v.rows; ++r) d.insert(d.end(), v.row(r), v.row(r) + v.width);
+    }
+};
+
+template <class T>
+void write_raw(const std::string& path, const std::vector<T>& v) {
+    std::ofstream f(path, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(T)));
+    if (!f) throw std::runtime_error(path + ": write failed");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 4) {
+        std::fprintf(stderr, "usage: hook_dump MODEL.gguf TOKENS(1,2,3) OUTDIR [decode|prefill] [chunk]\n");
+        return 2;
+    }
+    try {
+        auto model = ds4::Model::load(argv[1]);
+        std::vector<ds4::TokenId> toks;
+        std::stringstream ss(argv[2]);
+        std::string item;
+        while (std::getline(ss, item, ','))
+            if (!item.empty()) toks.push_back(static_cast<ds4::TokenId>(std::stol(item)));
+        const std::string out = argv[3];
+        const std::string mode = argc > 4 ? argv[4] : "decode";
+        const int chunk = argc > 5 ? std::atoi(argv[5]) : 64;
+        ds4::Session s(model, {.context_size = static_cast<int64_t>(toks.size()) + 1, .prefill_chunk = chunk});
+        auto h = std::make_shared<Dump>();
+        s.add_hook(h);
+        if (mode == "prefill")
+            s.prefill(toks);
+        else
+            for (auto t : toks) s.decode(t);
+        for (auto& [k, v] : h->f32) write_raw(out + "/" + k + ".f32", v);
+        for (auto& [k, v] : h->i32) write_raw(out + "/" + k + ".i32", v);
+        for (auto& [k, v] : h->pos) write_raw(out + "/" + k + ".pos", v);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "hook_dump: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
