@@ -139,6 +139,8 @@ def deq_iq2_xxs(raw, n):
 
 
 def dequantize(raw, ttype, n):
+    if isinstance(raw, (bytes, bytearray)):
+        raw = np.frombuffer(raw, dtype=np.uint8)
     raw = np.asarray(raw, dtype=np.uint8)
     if ttype == F32:
         return deq_f32(raw, n)
