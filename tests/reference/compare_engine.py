@@ -151,8 +151,10 @@ def load_dumps(d, cfg, n):
     return D
 
 
-def stage_check(model, toks, D, eng_logits, eng_sel):
-    """Per-layer teacher forcing from the engine's activations."""
+def stage_check(model, toks, D, eng_logits, eng_sel, steering=None):
+    """Per-layer teacher forcing from the engine's activations. The hook dumps are
+    taken before any steering edit (hook_dump registers its hook first), so the
+    reference applies `steering` to the engine's values where the edit happens."""
     cfg = model.cfg
     n = len(toks)
     eng_topk = {(r["layer"], r["pos"]): set(r["rows"]) for r in eng_sel}
@@ -165,27 +167,33 @@ def stage_check(model, toks, D, eng_logits, eng_sel):
         errs = {k: np.zeros(n) for k in ("attn_in", "attn_out", "ffn_in", "router_logits", "ffn_out", "resid_post")}
         tr = ds4_ref.Trace(sites=(), keep_scores=True)
         for pos, tok in enumerate(toks):
-            X = D[("resid_pre", il)][pos]
+            X = ds4_ref.apply_steering(steering, "layer_in", il, pos, D[("resid_pre", il)][pos])
             a_in, post, M = model.hc_pre(X, p + "hc_attn")
             u = rms_norm(a_in, model.vec(p + "attn_norm.weight"), cfg.eps)
             errs["attn_in"][pos] = row_rel(u[None], D[("attn_in", il)][pos][None])[0]
-            y = model.attention_core(il, st, D[("attn_in", il)][pos], pos, tr)
+            tr.acts.clear()
+            tr.sites = ("attn_out",)
+            model.attention_core(il, st, D[("attn_in", il)][pos], pos, tr)
+            y = tr.acts[("attn_out", il)][0]
             errs["attn_out"][pos] = row_rel(y[None], D[("attn_out", il)][pos][None])[0]
-            X2 = model.hc_post(X, D[("attn_out", il)][pos], post, M)
+            ya = ds4_ref.apply_steering(steering, "attn_out", il, pos, D[("attn_out", il)][pos])
+            X2 = model.hc_post(X, ya, post, M)
             f_in, post2, M2 = model.hc_pre(X2, p + "hc_ffn")
             v = rms_norm(f_in, model.vec(p + "ffn_norm.weight"), cfg.eps)
             errs["ffn_in"][pos] = row_rel(v[None], D[("ffn_in", il)][pos][None])[0]
             vin = D[("ffn_in", il)][pos]
             lg = model.matvec(p + "ffn_gate_inp.weight", vin)
             errs["router_logits"][pos] = row_rel(lg[None], D[("router_logits", il)][pos][None])[0]
-            tr2 = ds4_ref.Trace(sites=("router_selection",))
-            y2 = model.ffn_core(il, vin, tok, pos, tr2)
+            tr2 = ds4_ref.Trace(sites=("router_selection", "ffn_out"))
+            model.ffn_core(il, vin, tok, pos, tr2, steering)
             rs = tr2.acts[("router_selection", il)][0]
+            y2 = tr2.acts[("ffn_out", il)][0]
             k = cfg.n_used
             if set(rs[:k].astype(int)) != set(D[("sel_ids", il)][pos]):
                 sel_mismatch += 1
             errs["ffn_out"][pos] = row_rel(y2[None], D[("ffn_out", il)][pos][None])[0]
-            X3 = model.hc_post(X2, D[("ffn_out", il)][pos], post2, M2)
+            yf = ds4_ref.apply_steering(steering, "ffn_out", il, pos, D[("ffn_out", il)][pos])
+            X3 = model.hc_post(X2, yf, post2, M2)
             errs["resid_post"][pos] = row_rel(X3.reshape(1, -1), D[("resid_post", il)][pos].reshape(1, -1))[0]
         for r in tr.topk:
             key = (r["layer"], r["pos"])
@@ -198,7 +206,7 @@ def stage_check(model, toks, D, eng_logits, eng_sel):
     fh_pos, fh = D[("final_hidden", -1)]
     fh_row = {int(p): i for i, p in enumerate(fh_pos)}
     for pos in range(n):
-        X = D[("resid_post", cfg.n_layer - 1)][pos]
+        X = ds4_ref.apply_steering(steering, "layer_out", cfg.n_layer - 1, pos, D[("resid_post", cfg.n_layer - 1)][pos])
         tr = ds4_ref.Trace(sites=("final_hidden",))
         L = model.output_head(X, tr)
         if pos in fh_row:
@@ -225,6 +233,50 @@ def print_stages(res, tol):
     return worst
 
 
+STEER_CASES = [  # site, op, scale
+    ("attn_out", "project", 1.0), ("ffn_out", "project", 1.0), ("ffn_out", "project", -2.0),
+    ("ffn_out", "add", 2.0), ("attn_out", "ablate", 1.0), ("ffn_out", "clamp", 0.5),
+    ("layer_out", "add", 1.0), ("layer_out", "project", 1.0), ("layer_in", "add", 1.0),
+    ("router_logits", "add", 1.5),
+]
+
+
+def steering_check(model, exe, model_path, toks, work, tol, seed=3):
+    """Engine steering (SDK add_steering through hook_dump) vs the reference's
+    steering arguments on the same directions; short sequence, decode mode.
+    Judged on the teacher-forced stage errors (logits reported too)."""
+    cfg = model.cfg
+    rng = np.random.default_rng(seed)
+    base = model.logits(toks).astype(np.float64)
+    worst = 0.0
+    out = []
+    for site, op, scale in STEER_CASES:
+        width = cfg.n_expert if site == "router_logits" else cfg.n_embd
+        dirs = rng.standard_normal((cfg.n_layer, width))
+        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+        dirs[1] = 0.0                                  # one layer without a direction
+        f = os.path.join(work, f"steer_{site}_{op}.f32")
+        dirs.astype("<f4").tofile(f)
+        d = os.path.join(work, f"steer_{site}_{op}")
+        os.makedirs(d, exist_ok=True)
+        run([exe, model_path, ",".join(map(str, toks)), d, "decode", "64", f"{site}:{op}:{scale}:{f}"])
+        L = np.fromfile(os.path.join(d, "logits.f32"), dtype="<f4").reshape(len(toks), -1).astype(np.float64)
+        dirs32 = dirs.astype(np.float32).astype(np.float64)
+        R = model.logits(toks, steering=[ds4_ref.Steer(site, op, dirs32, scale)]).astype(np.float64)
+        err = float((np.abs(L - R).max(1) / np.abs(R).max(1)).max())
+        effect = float((np.abs(R - base).max(1) / np.abs(base).max(1)).max())
+        steer = [ds4_ref.Steer(site, op, dirs32, scale)]
+        D = load_dumps(d, cfg, len(toks))
+        res, _, _ = stage_check(model, toks, D, L, [], steer)
+        stage = max(v[0] for r in res.values() for v in r.values())
+        worst = max(worst, stage)
+        out.append({"site": site, "op": op, "scale": scale, "logits_max_rel": err, "stage_max_rel": stage,
+                    "effect_rel": effect})
+        print(f"  {site:14s} {op:8s} scale {scale:5.2f}: logits max rel {err:.2e}, teacher-forced stages"
+              f" max rel {stage:.2e}   (steering effect on logits {effect:.2e})" + ("   FAIL" if stage > tol else ""))
+    return worst, out
+
+
 # --------------------------------------------------------------------------
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -237,6 +289,10 @@ def main(argv=None):
     ap.add_argument("--modes", default="decode,prefill", help="engine modes to check")
     ap.add_argument("--chunk", type=int, default=64, help="engine prefill chunk")
     ap.add_argument("--stages", action="store_true", help="teacher-forced per-layer check via hook_dump")
+    ap.add_argument("--steering", action="store_true",
+                    help="check the engine's steering ops/sites against the reference (needs hook_dump)")
+    ap.add_argument("--steer-n", type=int, default=40, help="tokens for the steering check")
+    ap.add_argument("--steer-tol", type=float, default=1e-3)
     ap.add_argument("--act-quant", choices=("auto", "on", "off"), default="auto")
     ap.add_argument("--q8-0-f32-scale", action="store_true")
     ap.add_argument("--stage-tol", type=float, default=1e-3, help="max rel error per stage (teacher-forced)")
@@ -315,9 +371,17 @@ def main(argv=None):
             print("  FAIL: indexer ran at different (layer, pos)")
         report[mode] = r
 
-    if a.stages:
-        exe = os.path.join(work, "hook_dump")
+    exe = os.path.join(work, "hook_dump")
+    if a.stages or a.steering:
         build_hook_dump(bd, exe)
+    if a.steering:
+        print(f"steering ({a.steer_n} tokens, decode):")
+        worst, rep = steering_check(model, exe, model_path, toks[:a.steer_n], work, a.steer_tol)
+        report["steering"] = rep
+        if worst > a.steer_tol:
+            ok = False
+            print(f"  FAIL: steering stage error {worst:.3e} > {a.steer_tol:g}")
+    if a.stages:
         for mode in modes:
             d = os.path.join(work, f"hooks_{mode}")
             os.makedirs(d, exist_ok=True)

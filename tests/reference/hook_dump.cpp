@@ -6,7 +6,11 @@
 // session). Built on demand by compare_engine.py --stages against an existing
 // build directory; not part of the library build.
 //
-//   hook_dump MODEL.gguf 1,2,3 OUTDIR [decode|prefill] [chunk]
+//   hook_dump MODEL.gguf 1,2,3 OUTDIR [decode|prefill] [chunk] [SITE:OP:SCALE:FILE ...]
+//
+// Each SITE:OP:SCALE:FILE registers a steering vector (ds4/steering.hpp) read
+// from a raw f32 file of n_layer x width values (zero rows = no direction).
+// The logits of every token are written to DIR/logits.f32.
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -20,6 +24,7 @@
 #include "ds4/hook.hpp"
 #include "ds4/model.hpp"
 #include "ds4/session.hpp"
+#include "ds4/steering.hpp"
 
 namespace {
 
@@ -71,10 +76,49 @@ int main(int argc, char** argv) {
         ds4::Session s(model, {.context_size = static_cast<int64_t>(toks.size()) + 1, .prefill_chunk = chunk});
         auto h = std::make_shared<Dump>();
         s.add_hook(h);
-        if (mode == "prefill")
-            s.prefill(toks);
-        else
-            for (auto t : toks) s.decode(t);
+        const auto& cfg = model->config();
+        for (int i = 6; i < argc; ++i) {
+            const std::string spec = argv[i];
+            std::vector<std::string> f;  // SITE, OP, SCALE; the rest is the file name
+            size_t a = 0;
+            for (int k = 0; k < 3; ++k) {
+                const size_t b = spec.find(':', a);
+                if (b == std::string::npos) throw std::runtime_error("bad steering spec " + spec);
+                f.push_back(spec.substr(a, b - a));
+                a = b + 1;
+            }
+            const std::string file = spec.substr(a);
+            auto site = ds4::steering_site_from_name(f.at(0));
+            auto op = ds4::steering_op_from_name(f.at(1));
+            if (!site || !op) throw std::runtime_error("bad steering spec " + spec);
+            const int width = *site == ds4::SteeringSite::RouterLogits ? cfg.n_expert : cfg.n_embd;
+            std::vector<float> d(static_cast<size_t>(cfg.n_layer) * width);
+            std::ifstream in(file, std::ios::binary);
+            in.read(reinterpret_cast<char*>(d.data()), static_cast<std::streamsize>(d.size() * sizeof(float)));
+            if (!in) throw std::runtime_error(file + ": short read");
+            ds4::SteeringVector v(cfg.n_layer, width, *site, *op, std::stof(f.at(2)));
+            for (int il = 0; il < cfg.n_layer; ++il) {
+                std::span<const float> row(d.data() + static_cast<size_t>(il) * width, width);
+                bool any = false;
+                for (float x : row) any = any || x != 0.0f;
+                if (any) v.set_direction(il, row);
+            }
+            ds4::add_steering(s, v);
+        }
+        std::vector<float> logits;
+        if (mode == "prefill") {
+            s.prefill(toks, {.all_logits = true});
+            for (size_t i = 0; i < toks.size(); ++i) {
+                auto l = s.logits_at(static_cast<int64_t>(i));
+                logits.insert(logits.end(), l.begin(), l.end());
+            }
+        } else {
+            for (auto t : toks) {
+                s.decode(t);
+                logits.insert(logits.end(), s.logits().begin(), s.logits().end());
+            }
+        }
+        write_raw(out + "/logits.f32", logits);
         for (auto& [k, v] : h->f32) write_raw(out + "/" + k + ".f32", v);
         for (auto& [k, v] : h->i32) write_raw(out + "/" + k + ".i32", v);
         for (auto& [k, v] : h->pos) write_raw(out + "/" + k + ".pos", v);
