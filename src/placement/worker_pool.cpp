@@ -59,7 +59,10 @@ WorkerPool::WorkerPool(std::shared_ptr<const Topology> topology, const Placement
     if (cores.empty()) detail::fail(ErrorCode::InvalidArgument, "worker pool: the plan has no workers");
     binding_.requested = options_.bind;
     binding_.supported = topology_->cpubind_supported();
-    start(std::move(cores), os);
+    int caller = 0;
+    for (size_t k = 0; k < os.size(); ++k)
+        if (os[k] == plan.home_node) caller = static_cast<int>(k);
+    start(std::move(cores), os, caller);
 }
 
 WorkerPool::WorkerPool(const std::vector<int>& workers_per_node, WorkerPoolOptions options) : options_(options) {
@@ -73,10 +76,15 @@ WorkerPool::WorkerPool(const std::vector<int>& workers_per_node, WorkerPoolOptio
         os.push_back(static_cast<int>(k));
     }
     options_.bind = false;
-    start(std::move(cores), os);
+    start(std::move(cores), os, 0);
 }
 
-void WorkerPool::start(std::vector<std::vector<int>> cores_per_node, const std::vector<int>& os_indices) {
+void WorkerPool::start(std::vector<std::vector<int>> cores_per_node, const std::vector<int>& os_indices,
+                       int caller_node) {
+    if (options_.caller_participates) {
+        binding_.caller_is_worker = true;
+        binding_.caller_node = caller_node;
+    }
     for (size_t k = 0; k < cores_per_node.size(); ++k) {
         auto sp = std::make_unique<SubPool>();
         sp->index = static_cast<int>(k);
@@ -93,9 +101,10 @@ void WorkerPool::start(std::vector<std::vector<int>> cores_per_node, const std::
             slots_.push_back(std::move(slot));
         }
     }
-    binding_.total_workers = total_workers_;
+    binding_.pool_threads = total_workers_ - (options_.caller_participates ? 1 : 0);
     try {
         for (auto& s : slots_) {
+            if (is_caller_slot(*s)) continue;
             WorkerSlot* p = s.get();
             s->thread = std::thread([this, p] { worker_main(p); });
         }
@@ -111,7 +120,7 @@ void WorkerPool::start(std::vector<std::vector<int>> cores_per_node, const std::
     }
     // Wait until every worker has started (and tried to bind).
     int v = started_.load(std::memory_order_acquire);
-    while (v != total_workers_) {
+    while (v != binding_.pool_threads) {
         started_.wait(v, std::memory_order_acquire);
         v = started_.load(std::memory_order_acquire);
     }
@@ -121,8 +130,8 @@ void WorkerPool::start(std::vector<std::vector<int>> cores_per_node, const std::
             DS4_LOG_WARN("placement: this topology (%s) cannot bind threads; %d workers run unbound",
                          topology_->source().c_str(), total_workers_);
         else if (!binding_.all_bound())
-            DS4_LOG_WARN("placement: %d of %d workers could not be bound to their cores and run unbound",
-                         total_workers_ - binding_.bound_workers, total_workers_);
+            DS4_LOG_WARN("placement: %d of %d worker threads could not be bound to their cores and run unbound",
+                         binding_.pool_threads - binding_.bound_workers, binding_.pool_threads);
     }
 }
 
@@ -227,6 +236,10 @@ void WorkerPool::execute(SubPool& sp, int worker) {
     }
 }
 
+bool WorkerPool::is_caller_slot(const WorkerSlot& s) const noexcept {
+    return binding_.caller_is_worker && s.node == binding_.caller_node && s.index == 0;
+}
+
 void WorkerPool::dispatch(const Task& t) {
     int active = 0;
     for (auto& sp : subs_) {
@@ -246,6 +259,16 @@ void WorkerPool::dispatch(const Task& t) {
         if (sp->n <= 0) continue;
         sp->generation.fetch_add(1, std::memory_order_release);
         sp->generation.notify_all();
+    }
+    if (binding_.caller_is_worker) {
+        SubPool& sp = *subs_[static_cast<size_t>(binding_.caller_node)];
+        if (sp.n > 0) {
+            tl_worker_of = this;  // a nested call from the job must fail, not deadlock
+            execute(sp, 0);
+            tl_worker_of = nullptr;
+            if (sp.pending.fetch_sub(1, std::memory_order_acq_rel) == 1)
+                nodes_pending_.fetch_sub(1, std::memory_order_acq_rel);
+        }
     }
     int v = nodes_pending_.load(std::memory_order_acquire);
     for (int i = 0; v != 0 && i < options_.caller_spin; ++i) {

@@ -16,9 +16,10 @@
 // Hot path: a run allocates nothing and creates no thread. The job is a
 // function_ref to the caller's lambda on the caller's stack; workers spin
 // briefly on their node's generation counter, then sleep on it
-// (std::atomic::wait, a futex). The calling thread does not take a share of
-// the rows: it publishes the job, then spins briefly and sleeps until the
-// last worker is done. An exception thrown by a job is caught in the worker,
+// (std::atomic::wait, a futex). The calling thread publishes the job, runs
+// the share of worker 0 of the home node (WorkerPoolOptions::
+// caller_participates, the default; otherwise it takes no share), then spins
+// briefly and sleeps until the last worker is done. An exception thrown by a job is caught in the worker,
 // the other workers of the run finish (dynamic schedules stop handing out
 // chunks), and the first exception is rethrown to the caller.
 //
@@ -82,15 +83,23 @@ struct WorkerPoolOptions {
     // sleeps. Workers use `worker_spin`, the caller `caller_spin`.
     int worker_spin = 20000;
     int caller_spin = 2000;
+    // The calling thread acts as worker 0 of the home node's sub-pool (the
+    // plan's home node; sub-pool 0 for the unbound constructor), so N cores
+    // get N threads, not N + 1. Its affinity is never changed: it is the one
+    // unbound worker. When false, every worker is a pool thread and the
+    // caller only waits.
+    bool caller_participates = true;
 };
 
 // How the binding went, for reports and tests.
 struct BindingStatus {
     bool requested = false;   // options.bind
     bool supported = false;   // the topology can bind threads
-    int bound_workers = 0;    // workers whose cpubind succeeded
-    int total_workers = 0;
-    bool all_bound() const noexcept { return bound_workers == total_workers; }
+    int bound_workers = 0;    // pool threads whose cpubind succeeded
+    int pool_threads = 0;     // threads the pool created (workers minus the caller)
+    bool caller_is_worker = false;  // worker 0 of `caller_node` is the calling thread (never bound)
+    int caller_node = -1;           // its sub-pool
+    bool all_bound() const noexcept { return bound_workers == pool_threads; }
 };
 
 struct WorkerPoolStats {
@@ -164,15 +173,16 @@ private:
         int node = 0;
         int index = 0;
         int core_pu = -1;  // -1: unbound
-        std::thread thread;
+        std::thread thread;  // not joinable for the caller's slot
     };
 
-    void start(std::vector<std::vector<int>> cores_per_node, const std::vector<int>& os_indices);
+    void start(std::vector<std::vector<int>> cores_per_node, const std::vector<int>& os_indices, int caller_node);
     void check_node(int node) const;
     void run_one(int node, int64_t n, const Task& t);
     void run_nodes(std::span<const int64_t> n, const Task& t);
     void run_all(int64_t n, const Task& t);
     void dispatch(const Task& t);  // sub-pool ranges already set
+    bool is_caller_slot(const WorkerSlot& s) const noexcept;
     void worker_main(WorkerSlot* slot);
     void execute(SubPool& sp, int worker);
 

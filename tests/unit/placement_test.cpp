@@ -856,7 +856,31 @@ TEST(WorkerPool, WorkerIdsAndNodes) {
     EXPECT_EQ(pool.subpool_of(1), 1);
     EXPECT_EQ(pool.subpool_of(9), -1);
     EXPECT_FALSE(pool.binding().requested);
+    EXPECT_EQ(pool.binding().pool_threads, 4);
     EXPECT_THROW(WorkerPool(std::vector<int>{2, 0}), Error);
+}
+
+TEST(WorkerPool, CallerParticipatesOrWaits) {
+    for (bool participates : {true, false}) {
+        WorkerPoolOptions o;
+        o.caller_participates = participates;
+        WorkerPool pool({2, 2}, o);
+        EXPECT_EQ(pool.binding().caller_is_worker, participates);
+        EXPECT_EQ(pool.binding().pool_threads, participates ? 3 : 4);
+        const auto me = std::this_thread::get_id();
+        std::vector<std::thread::id> who(4);
+        pool.parallel_for_all(4, [&](int64_t b, int64_t, int w) { who[static_cast<size_t>(b)] = std::this_thread::get_id(); (void)w; });
+        EXPECT_EQ(who[0] == me, participates);  // worker 0 of sub-pool 0 has rows [0, 1)
+        for (size_t i = 1; i < 4; ++i) EXPECT_NE(who[i], me);
+        // A pool of one worker runs everything on the caller.
+        WorkerPool one({1}, o);
+        std::thread::id ran;
+        one.parallel_for(0, 10, [&](int64_t, int64_t, int) { ran = std::this_thread::get_id(); });
+        EXPECT_EQ(ran == me, participates);
+        // Nested calls from the caller's own share fail instead of deadlocking.
+        EXPECT_THROW(one.parallel_for(0, 1, [&](int64_t, int64_t, int) { one.parallel_for(0, 1, [](int64_t, int64_t, int) {}); }),
+                     Error);
+    }
 }
 
 TEST(WorkerPool, BindingOnSyntheticTopologyIsReportedAndWarned) {
@@ -883,16 +907,19 @@ TEST(WorkerPool, BindingOnThisMachine) {
     WorkerPool pool(topo, plan);
     const auto b = pool.binding();
     EXPECT_EQ(b.supported, topo->cpubind_supported());
-    EXPECT_EQ(b.total_workers, plan.n_threads);
-    if (!b.supported) GTEST_SKIP() << "this machine cannot bind threads";
-    EXPECT_TRUE(b.all_bound());
-    // Each worker runs on a PU of its own core.
+    EXPECT_EQ(pool.total_workers(), plan.n_threads);
+    EXPECT_TRUE(b.caller_is_worker);
+    EXPECT_EQ(b.pool_threads, plan.n_threads - 1);
     const int home = pool.subpool_of(plan.home_node);
     ASSERT_GE(home, 0);
+    EXPECT_EQ(b.caller_node, home);
+    if (!b.supported) GTEST_SKIP() << "this machine cannot bind threads";
+    EXPECT_TRUE(b.all_bound());
+    // Each pool thread runs on a PU of its own core (worker 0 is the caller, unbound).
     const auto& node = topo->nodes()[static_cast<size_t>(topo->find_node(plan.home_node))];
     std::vector<int> cpu(static_cast<size_t>(pool.workers(home)), -1);
     pool.parallel_for(home, pool.workers(home), [&](int64_t, int64_t, int w) { cpu[static_cast<size_t>(w)] = sched_getcpu(); });
-    for (int w = 0; w < pool.workers(home); ++w) {
+    for (int w = 1; w < pool.workers(home); ++w) {
         const int first = plan.node(plan.home_node)->cores[static_cast<size_t>(w)];
         const auto core = std::find_if(node.cores.begin(), node.cores.end(), [&](const TopoCore& c) { return c.first_pu == first; });
         ASSERT_NE(core, node.cores.end());
