@@ -202,5 +202,12 @@ struct PlacementPlan {
     std::string describe() const;
 };
 
+// Plan without loading a model (dry runs, tools, tests). `topology`: "" or
+// "system" for this machine, "synthetic:<hwloc synthetic description>" (e.g.
+// "synthetic:pack:2 [numa(memory=274877906944)] core:16 pu:2") or
+// "xml:<path to an lstopo XML export>". Warnings are logged as at load.
+// Throws ds4::Error(InvalidArgument) for a bad request or topology.
+PlacementPlan plan_placement(const PlacementRequest& request, std::string_view topology = {});
+
 DS4_INLINE_NAMESPACE_END
 }  // namespace ds4

@@ -410,3 +410,14 @@ PlacementPlan make_placement_plan(const Topology& topo, const PlacementRequest& 
 }
 
 }  // namespace ds4::placement
+
+namespace ds4 {
+DS4_INLINE_NAMESPACE_BEGIN
+
+PlacementPlan plan_placement(const PlacementRequest& request, std::string_view topology) {
+    const auto topo = placement::Topology::load(topology);
+    return placement::make_placement_plan(*topo, request);
+}
+
+DS4_INLINE_NAMESPACE_END
+}  // namespace ds4

@@ -77,6 +77,15 @@ std::shared_ptr<const Topology> Topology::load_system(const TopologyOptions& opt
     return finish(g.release(), "system", options);
 }
 
+std::shared_ptr<const Topology> Topology::load(std::string_view spec, const TopologyOptions& options) {
+    if (spec.empty() || spec == "system") return load_system(options);
+    if (spec.starts_with("synthetic:")) return from_synthetic(std::string(spec.substr(10)), options);
+    if (spec.starts_with("xml:")) return from_xml_file(std::string(spec.substr(4)), options);
+    detail::fail(ErrorCode::InvalidArgument,
+                 "topology '%.*s': expected \"system\", \"synthetic:<hwloc description>\" or \"xml:<path>\"",
+                 static_cast<int>(spec.size()), spec.data());
+}
+
 std::shared_ptr<const Topology> Topology::from_xml_string(std::string_view xml, const TopologyOptions& options) {
     return load_xml(std::string(xml), "xml", options);
 }

@@ -66,6 +66,11 @@ public:
     static std::shared_ptr<const Topology> from_synthetic(const std::string& description,
                                                           const TopologyOptions& options = {});
 
+    // By specification: "" or "system" = load_system(); "synthetic:<desc>";
+    // "xml:<path>". Lets the engine and tools run on a described machine
+    // (tests of multi-node plans on a single-node box).
+    static std::shared_ptr<const Topology> load(std::string_view spec, const TopologyOptions& options = {});
+
     ~Topology();
     Topology(const Topology&) = delete;
     Topology& operator=(const Topology&) = delete;

@@ -294,6 +294,16 @@ TEST(Topology, SystemLoads) {
     }
 }
 
+TEST(Topology, LoadBySpec) {
+    EXPECT_TRUE(Topology::load("")->is_this_system());
+    EXPECT_TRUE(Topology::load("system")->is_this_system());
+    auto s = Topology::load("synthetic:pack:2 numa:1 core:2 pu:1");
+    EXPECT_EQ(s->nodes().size(), 2u);
+    EXPECT_EQ(s->source(), "synthetic:pack:2 numa:1 core:2 pu:1");
+    EXPECT_THROW(Topology::load("xml:/nonexistent.xml"), Error);
+    EXPECT_THROW(Topology::load("numa:2"), Error);
+}
+
 TEST(Topology, NumaBalancingOverride) {
     TopologyOptions o;
     o.numa_balancing = 1;
@@ -622,6 +632,17 @@ TEST(PlacementPlan, DescribeMentionsTheDecision) {
     EXPECT_NE(d.find("warnings:"), std::string::npos);
     EXPECT_EQ(m.bytes_on(0), 900u);
     EXPECT_EQ(m.bytes_on(3), 0u);
+}
+
+TEST(PlacementPlan, PublicDryRun) {
+    const auto plan = plan_placement(ds4_request(43, PlacementPolicy::Auto),
+                                     "synthetic:" + synthetic_snc4(4, 2, 128 * GiB));
+    EXPECT_EQ(plan.policy, PlacementPolicy::SplitExperts);
+    EXPECT_EQ(plan.used_nodes(), 4);
+    EXPECT_EQ(plan.n_threads, 16);
+    const auto here = plan_placement(ds4_request(2, PlacementPolicy::SingleNode));
+    EXPECT_EQ(here.topology, "system");
+    EXPECT_THROW(plan_placement(ds4_request(2), "bogus"), Error);
 }
 
 TEST(PlacementPlan, SystemTopology) {
