@@ -12,7 +12,9 @@
 // node without an hwloc subtype such as "HBM"/"MCDRAM" and with memory, then
 // the lowest OS index). A NUMA node that no core picks is listed with no
 // cores ("CPU-less", e.g. CXL or HBM memory); a node whose local memory is 0
-// is "memory-less".
+// is "memory-less". (Where hwloc does not report a memory-less node as a
+// NUMA object at all, its cores count under the most local node that covers
+// them, and their reads are remote without a warning.)
 //
 // A Topology is immutable after load and safe to read from any thread
 // (hwloc allows concurrent queries and binding calls on a loaded topology).
