@@ -30,6 +30,7 @@ the tight test (default 1e-3 relative per stage, typically ~1e-6).
 Usage:
   /usr/bin/python3 tests/reference/compare_engine.py --model M.gguf [--n 200 --seed 7]
   /usr/bin/python3 tests/reference/compare_engine.py --make tiny:f32:1 --stages
+  /usr/bin/python3 tests/reference/compare_engine.py --model tiny-f32.gguf --requant q2 --stages
 """
 from __future__ import annotations
 
@@ -282,6 +283,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="GGUF model (else --make)")
     ap.add_argument("--make", help="generate a model: CONFIG:MIX:SEED, e.g. tiny:f32:1")
+    ap.add_argument("--requant", choices=("q2", "q4"),
+                    help="test a quantized copy of --model written by make_quant_model.py (spec type mix)")
     ap.add_argument("--build-dir", default=os.environ.get("DS4_BUILD_DIR", "/work/build-wip"))
     ap.add_argument("--n", type=int, default=200, help="random tokens (engine driver's generator)")
     ap.add_argument("--seed", type=int, default=7)
@@ -314,6 +317,11 @@ def main(argv=None):
              "--seed", seed])
     if not model_path:
         ap.error("--model or --make required")
+    if a.requant:
+        import make_quant_model
+        q = os.path.join(work, os.path.basename(model_path).replace(".gguf", f"-{a.requant}-ref.gguf"))
+        make_quant_model.main([model_path, q, "--mix", a.requant])
+        model_path = q
 
     report = {"model": model_path}
     ok = True

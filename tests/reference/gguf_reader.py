@@ -58,9 +58,12 @@ class GGUFFile:
         n_tensors, n_kv = struct.unpack_from("<QQ", self.mm, 8)
         self._pos = 24
         self.metadata = {}
+        self.metadata_types = {}      # key -> (type, array element type or None), for writers
         for _ in range(n_kv):
             key = self._str()
             vtype = self._u32()
+            etype = struct.unpack_from("<I", self.mm, self._pos)[0] if vtype == T_ARR else None
+            self.metadata_types[key] = (vtype, etype)
             self.metadata[key] = self._value(vtype)
         infos = []
         for _ in range(n_tensors):
