@@ -292,6 +292,8 @@ def main(argv=None):
     ap.add_argument("--modes", default="decode,prefill", help="engine modes to check")
     ap.add_argument("--chunk", type=int, default=64, help="engine prefill chunk")
     ap.add_argument("--stages", action="store_true", help="teacher-forced per-layer check via hook_dump")
+    ap.add_argument("--splits", default="37,50,13,3",
+                    help="with --stages: also run successive prefill calls of these sizes then decode")
     ap.add_argument("--steering", action="store_true",
                     help="check the engine's steering ops/sites against the reference (needs hook_dump)")
     ap.add_argument("--steer-n", type=int, default=40, help="tokens for the steering check")
@@ -382,6 +384,20 @@ def main(argv=None):
     exe = os.path.join(work, "hook_dump")
     if a.stages or a.steering:
         build_hook_dump(bd, exe)
+    if a.stages and a.splits:
+        # successive prefill() calls of odd sizes, then decode(): the compressor/indexer
+        # state a prefill leaves behind must continue exactly (spec 3.4.4, 3.7)
+        d = os.path.join(work, "split")
+        os.makedirs(d, exist_ok=True)
+        run([exe, model_path, ",".join(map(str, toks)), d, "split:" + a.splits, str(a.chunk)])
+        L = np.fromfile(os.path.join(d, "logits.f32"), dtype="<f4").reshape(len(toks), -1)
+        print(f"[split prefill {a.splits} + decode]")
+        r = logits_report("free-running logits", L, ref)
+        if modes:
+            dd = float(np.abs(L.astype(np.float64) - eng[modes[0]][0]).max())
+            print(f"  vs engine {modes[0]}: max|diff| {dd:.3e}")
+            r["vs_engine"] = dd
+        report["split"] = r
     if a.steering:
         print(f"steering ({a.steer_n} tokens, decode):")
         worst, rep = steering_check(model, exe, model_path, toks[:a.steer_n], work, a.steer_tol)

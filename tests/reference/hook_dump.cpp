@@ -6,12 +6,16 @@
 // session). Built on demand by compare_engine.py --stages against an existing
 // build directory; not part of the library build.
 //
-//   hook_dump MODEL.gguf 1,2,3 OUTDIR [decode|prefill] [chunk] [SITE:OP:SCALE:FILE ...]
+//   hook_dump MODEL.gguf 1,2,3 OUTDIR [decode|prefill|split:A,B,..] [chunk] [SITE:OP:SCALE:FILE ...]
+//
+// split:A,B,...: successive prefill() calls of A, B, ... tokens, then decode()
+// for the rest (checks the compressor state left by a prefill).
 //
 // Each SITE:OP:SCALE:FILE registers a steering vector (ds4/steering.hpp) read
 // from a raw f32 file of n_layer x width values (zero rows = no direction).
 // The logits of every token are written to DIR/logits.f32.
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -106,7 +110,27 @@ int main(int argc, char** argv) {
             ds4::add_steering(s, v);
         }
         std::vector<float> logits;
-        if (mode == "prefill") {
+        if (mode.rfind("split:", 0) == 0) {
+            // split:A,B,...: successive prefill() calls of A, B, ... tokens, then decode() the rest
+            std::vector<size_t> parts;
+            std::stringstream ps(mode.substr(6));
+            std::string it;
+            while (std::getline(ps, it, ',')) parts.push_back(static_cast<size_t>(std::stoul(it)));
+            size_t at = 0;
+            for (size_t n : parts) {
+                n = std::min(n, toks.size() - at);
+                s.prefill(std::span<const ds4::TokenId>(toks.data() + at, n), {.all_logits = true});
+                for (size_t i = 0; i < n; ++i) {
+                    auto l = s.logits_at(static_cast<int64_t>(i));
+                    logits.insert(logits.end(), l.begin(), l.end());
+                }
+                at += n;
+            }
+            for (; at < toks.size(); ++at) {
+                s.decode(toks[at]);
+                logits.insert(logits.end(), s.logits().begin(), s.logits().end());
+            }
+        } else if (mode == "prefill") {
             s.prefill(toks, {.all_logits = true});
             for (size_t i = 0; i < toks.size(); ++i) {
                 auto l = s.logits_at(static_cast<int64_t>(i));

@@ -311,6 +311,43 @@ class TestDequant(unittest.TestCase):
         np.testing.assert_array_equal(got[32:160], 0 * got[32:160] + d * 0.5 * 0.25 * 8)   # zeros -> grid 0, +
 
 
+class TestFixtureQuantizers(unittest.TestCase):
+    """make_quant_model.py's quantizers decode (with quants.py) close to their input."""
+
+    def test_roundtrips(self):
+        import make_quant_model as mq
+        x = RNG.standard_normal(4096).astype(np.float32) * 0.05
+        cases = [(quants.Q8_0, 0.01), (quants.Q4_K, 0.12), (quants.Q2_K, 0.5), (quants.IQ2_XXS, 0.6),
+                 (quants.F16, 1e-3)]
+        for t, tol in cases:
+            raw = mq.encode(x, t)
+            self.assertEqual(raw.size, 4096 // quants.block_info(t)[0] * quants.block_info(t)[1])
+            y = quants.dequantize(raw, t, 4096)
+            err = np.sqrt(np.mean((y - x) ** 2) / np.mean(x ** 2))
+            self.assertLess(err, tol, msg=quants.TYPE_NAMES[t])
+
+    def test_q8_0_exact_on_grid(self):
+        import make_quant_model as mq
+        q = RNG.integers(-127, 128, 64).astype(np.float32)
+        q[0], q[32] = 127, -127
+        x = q * np.float32(0.5)
+        np.testing.assert_array_equal(quants.dequantize(mq.encode(x, quants.Q8_0), quants.Q8_0, 64), x)
+
+    def test_iq2_xxs_picks_codewords(self):
+        import make_quant_model as mq
+        # a block built from codewords with an even number of negative signs round-trips exactly
+        g = np.array(IQ2XXS_GRID, dtype="<u8").view(np.uint8).reshape(256, 8).astype(np.float32)
+        idx = RNG.integers(0, 256, 32)
+        signs = np.ones((32, 8), dtype=np.float32)
+        signs[:, 0] = signs[:, 3] = -1
+        x = (g[idx] * signs).reshape(-1)
+        x[:8] = g[255] * signs[0]                   # contains 43 so the sub-block scale is exact
+        for b in range(8):
+            x[32 * b:32 * b + 8] = g[255] * signs[0]
+        y = quants.dequantize(mq.encode(x * 0.01, quants.IQ2_XXS), quants.IQ2_XXS, 256)
+        np.testing.assert_allclose(y / y[0] * x[0], x, rtol=1e-6)
+
+
 class TestActivationQuant(unittest.TestCase):
     def test_q8_0(self):
         x = np.linspace(-1, 1, 64).astype(np.float32)
