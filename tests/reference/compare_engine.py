@@ -116,9 +116,10 @@ def print_topk(name, t):
 # --------------------------------------------------------------------------
 # hook_dump build + teacher-forced stage check
 # --------------------------------------------------------------------------
-def build_hook_dump(build_dir, out_exe):
+def build_hook_dump(build_dir, out_exe, include_dir=None):
     """Compile hook_dump.cpp against build_dir/src/libds4.a with the link line
-    the build uses for ds4-dump-logits."""
+    the build uses for ds4-dump-logits. include_dir: public headers matching the
+    library (when the source tree's include/ has moved on since the build)."""
     ninja = open(os.path.join(build_dir, "build.ninja")).read()
     m = re.search(r"build tests/tools/ds4-dump-logits:.*?\n((?:  .*\n)+)", ninja)
     if not m:
@@ -129,6 +130,8 @@ def build_hook_dump(build_dir, out_exe):
     cmd = next(c for c in cc if c["file"].endswith("dump_logits.cpp"))
     args = shlex.split(cmd["command"]) if "command" in cmd else cmd["arguments"]
     flags = [a for a in args[1:] if a.startswith(("-I", "-std", "-f", "-D", "-O"))]
+    if include_dir:
+        flags = ["-I" + include_dir] + flags
     run([args[0], *flags, os.path.join(HERE, "hook_dump.cpp"), "-o", out_exe, *libs])
 
 
@@ -286,6 +289,8 @@ def main(argv=None):
     ap.add_argument("--requant", choices=("q2", "q4"),
                     help="test a quantized copy of --model written by make_quant_model.py (spec type mix)")
     ap.add_argument("--build-dir", default=os.environ.get("DS4_BUILD_DIR", "/work/build-wip"))
+    ap.add_argument("--include-dir", help="public headers matching the build's libds4.a for hook_dump "
+                    "(default: the build's own -I flags)")
     ap.add_argument("--n", type=int, default=200, help="random tokens (engine driver's generator)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--tokens", help="explicit comma separated tokens instead of --n/--seed")
@@ -301,8 +306,11 @@ def main(argv=None):
     ap.add_argument("--act-quant", choices=("auto", "on", "off"), default="auto")
     ap.add_argument("--q8-0-f32-scale", action="store_true")
     ap.add_argument("--stage-tol", type=float, default=1e-3, help="max rel error per stage (teacher-forced)")
-    ap.add_argument("--forced-tol", type=float, default=2e-2,
-                    help="max rel logits error with the engine's top-k forced")
+    ap.add_argument("--forced-tol", type=float, default=1e-2,
+                    help="max rel logits error with the engine's top-k (and, with --stages, expert) "
+                         "selections forced")
+    ap.add_argument("--outlier-frac", type=float, default=0.03,
+                    help="without --stages: allowed fraction of positions over --forced-tol")
     ap.add_argument("--json", help="write the report as JSON")
     ap.add_argument("--workdir", help="keep intermediate files here")
     a = ap.parse_args(argv)
@@ -359,31 +367,66 @@ def main(argv=None):
         d = np.abs(eng[modes[0]][0].astype(np.float64) - eng[modes[1]][0]).max()
         print(f"engine {modes[0]} vs {modes[1]}: max|diff| {d:.3e}")
         report["engine_mode_diff"] = float(d)
+    exe = os.path.join(work, "hook_dump")
+    dumps = {}
+    if a.stages or a.steering:
+        build_hook_dump(bd, exe, a.include_dir)
+    if a.stages:
+        for mode in modes:
+            d = os.path.join(work, f"hooks_{mode}")
+            os.makedirs(d, exist_ok=True)
+            run([exe, model_path, ",".join(map(str, toks)), d, mode, str(a.chunk)])
+            dumps[mode] = load_dumps(d, model.cfg, len(toks))
+
+    def rerun(forced_topk, forced_experts):
+        mf = ds4_ref.Model.__new__(ds4_ref.Model)
+        mf.__dict__.update(model.__dict__)
+        mf.forced_topk = forced_topk
+        mf.forced_experts = forced_experts
+        trf = ds4_ref.Trace(sites=(), keep_scores=True)
+        return mf.logits(toks, trace=trf).astype(np.float64), trf
+
     for mode, (L, sel, _) in eng.items():
         print(f"[{mode}]")
         r = {"free": logits_report("free-running logits", L, ref)}
         r["topk_free"] = topk_compare(sel, tr.topk)
         print_topk("free-running top-k", r["topk_free"])
         forced = {(x["layer"], x["pos"]): x["rows"] for x in sel}
-        mf = ds4_ref.Model.__new__(ds4_ref.Model)
-        mf.__dict__.update(model.__dict__)
-        mf.forced_topk = forced
-        trf = ds4_ref.Trace(sites=(), keep_scores=True)
-        reff = mf.logits(toks, trace=trf).astype(np.float64)
+        reff, trf = rerun(forced, None)
         r["forced"] = logits_report("top-k-forced logits", L, reff)
         r["topk_local"] = topk_compare(sel, trf.topk)
         print_topk("local top-k (forced run)", r["topk_local"])
-        if r["forced"]["max_rel"] > a.forced_tol:
-            ok = False
-            print(f"  FAIL: forced logits max rel {r['forced']['max_rel']:.3e} > {a.forced_tol:g}")
         if r["topk_free"]["missing_in_ref"] or r["topk_free"]["missing_in_engine"]:
             ok = False
             print("  FAIL: indexer ran at different (layer, pos)")
+        if mode in dumps:
+            # also force the learned router's expert ids (a near-tied routing flip changes
+            # one token's logits by several percent)
+            D = dumps[mode]
+            fe = {(il, pos): D[("sel_ids", il)][pos] for il in range(model.cfg.n_hash, model.cfg.n_layer)
+                  for pos in range(len(toks))}
+            reff2, trf2 = rerun(forced, fe)
+            r["fully_forced"] = logits_report("top-k+experts-forced logits", L, reff2)
+            flips = [(k, v, [int(x) for x in fe[k]]) for k, v in trf2.router_own.items()
+                     if set(v) != set(int(x) for x in fe[k])]
+            print(f"  router selections differing (forced run, own vs engine): {len(flips)}"
+                  + "".join(f"\n    layer {k[0]} pos {k[1]}: ref {v} engine {e}" for k, v, e in flips[:6]))
+            r["router_flips"] = len(flips)
+            judged = r["fully_forced"]
+            if judged["max_rel"] > a.forced_tol:
+                ok = False
+                print(f"  FAIL: forced logits max rel {judged['max_rel']:.3e} > {a.forced_tol:g}")
+        else:
+            rel = np.abs(L - reff).max(1) / np.abs(reff).max(1)
+            frac = float(np.mean(rel > a.forced_tol))
+            r["forced"]["frac_over_tol"] = frac
+            print(f"  positions with forced rel > {a.forced_tol:g}: {frac * 100:.1f}% (allowed "
+                  f"{a.outlier_frac * 100:.0f}%: single-token router flips; use --stages to force them too)")
+            if frac > a.outlier_frac:
+                ok = False
+                print("  FAIL: too many positions over the forced tolerance")
         report[mode] = r
 
-    exe = os.path.join(work, "hook_dump")
-    if a.stages or a.steering:
-        build_hook_dump(bd, exe)
     if a.stages and a.splits:
         # successive prefill() calls of odd sizes, then decode(): the compressor/indexer
         # state a prefill leaves behind must continue exactly (spec 3.4.4, 3.7)
@@ -407,10 +450,7 @@ def main(argv=None):
             print(f"  FAIL: steering stage error {worst:.3e} > {a.steer_tol:g}")
     if a.stages:
         for mode in modes:
-            d = os.path.join(work, f"hooks_{mode}")
-            os.makedirs(d, exist_ok=True)
-            run([exe, model_path, ",".join(map(str, toks)), d, mode, str(a.chunk)])
-            D = load_dumps(d, model.cfg, len(toks))
+            D = dumps[mode]
             print(f"[{mode}] teacher-forced stages (engine input to each stage):")
             res, loc, selmis = stage_check(model, toks, D, eng[mode][0], eng[mode][1])
             worst = print_stages(res, a.stage_tol)

@@ -203,6 +203,7 @@ class Trace:
     sites: tuple = ("attn_out", "ffn_out", "resid_post", "final_hidden")
     keep_scores: bool = False
     topk: list = field(default_factory=list)
+    router_own: dict = field(default_factory=dict)   # (layer, pos) -> own selection where forced
     acts: dict = field(default_factory=dict)
 
     def rec(self, name, il, value):
@@ -227,15 +228,18 @@ class Weight:
 
 class Model:
     def __init__(self, path, act_quant="auto", q8_0_f16_scale=True, rope_f32=False, dtype=np.float64,
-                 forced_topk=None):
+                 forced_topk=None, forced_experts=None):
         """act_quant: quantize activations before quantized dots as the CPU engine
         does (spec 6.1): Q8_0 for Q8_0 weights, Q8_K for K/IQ quants.
         "auto" = on iff the file holds a quantized weight. rope_f32: build the RoPE
         angles incrementally in f32 (CPU numerics of spec 6.1) instead of exactly.
         forced_topk: optional {(layer, pos): rows} -- use these indexer selections
         instead of the reference's own (parity tests: stops one near-tied selection
-        from cascading; the own selection is still computed and traced)."""
+        from cascading; the own selection is still computed and traced).
+        forced_experts: optional {(layer, pos): expert ids} for the learned router
+        (layers >= n_hash); the weights still come from the reference's own p."""
         self.forced_topk = forced_topk
+        self.forced_experts = forced_experts
         self.g = GGUFFile(path)
         self.cfg = c = Config.from_gguf(self.g)
         self.dtype = dtype
@@ -445,6 +449,11 @@ class Model:
             bias = self.vec(p + "exp_probs_b.bias") if self.has(p + "exp_probs_b.bias") else 0.0
             score = prob + bias
             sel = np.lexsort((np.arange(c.n_expert), -score))[:c.n_used]
+            forced = self.forced_experts.get((il, pos)) if self.forced_experts else None
+            if forced is not None:
+                if trace is not None:
+                    trace.router_own[(il, pos)] = [int(x) for x in sel]
+                sel = np.asarray(forced, dtype=np.int64)
         wsel = prob[sel] / max(prob[sel].sum(), 6.103515625e-5) * c.expert_scale
         if trace:
             trace.rec("router_selection", il, np.concatenate([sel, wsel]))
