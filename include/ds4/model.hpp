@@ -14,6 +14,7 @@
 
 #include "ds4/backend.hpp"
 #include "ds4/config.hpp"
+#include "ds4/placement.hpp"
 #include "ds4/version.hpp"
 
 namespace ds4 {
@@ -25,9 +26,16 @@ class File;
 class Tokenizer;
 
 struct ModelOptions {
-    // Worker threads for the matrix products (0 = OpenMP's default, normally
-    // one per core).
+    // Worker threads (0 = one per physical core of the nodes the placement
+    // uses). The workers are bound to their cores and shared by the
+    // sessions of this model.
     int n_threads = 0;
+    // How the routed experts are laid out over NUMA nodes (ds4/placement.hpp).
+    PlacementPolicy placement = PlacementPolicy::Auto;
+    // The machine to plan for: "" for this one; "synthetic:<hwloc synthetic
+    // description>" or "xml:<lstopo export>" to plan (and run) as if on
+    // another topology, for tests and dry runs.
+    std::string topology;
     // Refuse files whose hyperparameters differ from the published model
     // (off: smaller consistent test models load too).
     bool require_published_shape = false;
@@ -81,6 +89,10 @@ public:
         std::string backend;  // backend spec as given in the options
     };
     const std::vector<BackendUse>& backend_assignment() const noexcept;
+
+    // The placement decided at load: policy and reason, worker threads per
+    // NUMA node, bytes per node, measured page locations, warnings.
+    const PlacementPlan& placement() const noexcept;
 
     struct Impl;
     const Impl& impl() const noexcept { return *impl_; }

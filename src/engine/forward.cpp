@@ -1,5 +1,6 @@
 #include "engine/forward.hpp"
 
+#define EIGEN_DONT_PARALLELIZE  // the engine's own worker pool runs the threads
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -8,6 +9,7 @@
 
 #include "core/half.hpp"
 #include "engine/hooks.hpp"
+#include "placement/worker_pool.hpp"
 
 namespace ds4::engine {
 
@@ -18,6 +20,7 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 namespace {
 
 constexpr float kNegInf = -1e30f;
+constexpr int64_t kRowGrain = 16;  // rows per unit of work handed to a worker
 constexpr float kRouteWeightFloor = 6.103515625e-5f;
 
 int act_slot(DType weight_type) {
@@ -59,9 +62,17 @@ const Activations& SharedInput::for_weight(DType weight_type) {
     return slots_[s];
 }
 
-Forward::Forward(const ModelConfig& cfg, const model::Weights& w, const model::BackendAssignment* backends,
-                 int max_batch)
-    : cfg_(cfg), w_(w), off_(backends && backends->active() ? backends : nullptr), max_batch_(max_batch) {
+Forward::Forward(const Model::Impl& model, int max_batch)
+    : cfg_(model.config),
+      w_(model.weights),
+      off_(model.backends.active() ? &model.backends : nullptr),
+      pool_(model.pool.get()),
+      plan_(model.placement),
+      store_(model.expert_store.get()),
+      max_batch_(max_batch) {
+    const ModelConfig& cfg = cfg_;
+    cpu_.pool = pool_;
+    node_items_.resize(pool_ ? static_cast<size_t>(pool_->n_nodes()) : 0);
     const size_t T = static_cast<size_t>(max_batch);
     const size_t d = cfg.n_embd, hc = cfg.hc_count, mix = cfg.hc_mix_size();
     X_.resize(T * hc * d);
@@ -106,7 +117,7 @@ void Forward::mm(const Matrix& W, SharedInput& in, float* y, int64_t y_stride) {
         e->backend->matmul(weight_ref(W, e->name), in.x(), in.n_tok(), y, y_stride ? y_stride : W.rows);
         return;
     }
-    kernels::matmul(W, in.for_weight(W.type), y, y_stride);
+    cpu_matmul(cpu_, W, in.for_weight(W.type), y, y_stride);
 }
 
 void Forward::mm(const Matrix& W, const float* x, int64_t n_tok, float* y, int64_t y_stride) {
@@ -116,7 +127,7 @@ void Forward::mm(const Matrix& W, const float* x, int64_t n_tok, float* y, int64
         return;
     }
     act_tmp_.prepare(W.type, x, n_tok, W.cols);
-    kernels::matmul(W, act_tmp_, y, y_stride);
+    cpu_matmul(cpu_, W, act_tmp_, y, y_stride);
 }
 
 void Forward::norm(const std::vector<float>& weight, const std::string& tensor, const float* x, float* y, int64_t rows,
@@ -486,6 +497,8 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
         if (const auto* ent = offload(call.gate.data, BackendOp::RoutedExperts, call.gate.type)) {
             call.gate.name = ent->name;
             ent->backend->routed_expert(call);
+        } else if (store_) {
+            placed_expert(L.index, e, call);
         } else {
             cpu_routed_expert(call, cpu_);
         }
@@ -519,6 +532,59 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
     }
     emit(hooks, HookPoint::FfnOut, L.index, y_.data(), n, d);
     hc_post(L.hc_ffn, n, y_.data(), split_.data());
+}
+
+void Forward::placed_expert(int layer, int64_t expert, const ExpertCall& c) {
+    using placement::ExpertMatrix;
+    const int64_t n = c.n_tok, d = c.gate.cols, ff = c.gate.rows;
+    ensure(cpu_.a, static_cast<size_t>(n * ff));
+    ensure(cpu_.b, static_cast<size_t>(n * ff));
+    float* g = cpu_.a.data();
+    float* u = cpu_.b.data();
+    const int nodes = pool_->n_nodes();
+    auto rows_of = [&](int k) -> const LayerRows& {
+        return plan_.node(pool_->node_os_index(k))->rows[static_cast<size_t>(layer)];
+    };
+    // The held rows of one expert as a matrix whose row 0 is global row `slab.rows.begin`.
+    auto slab_matrix = [&](int k, ExpertMatrix m, const WeightRef& like) {
+        const placement::ExpertSlab& sl = store_->slab(pool_->node_os_index(k), layer, m);
+        Matrix M = matrix_of(like);
+        M.data = sl.expert(expert);
+        M.rows = sl.rows.size();
+        return std::pair<Matrix, int64_t>(M, sl.rows.begin);
+    };
+
+    // Phase 1: gate and up rows of each node, then the clamped SwiGLU of those rows.
+    cpu_.act.prepare(c.gate.type, c.x, n, d);
+    for (int k = 0; k < nodes; ++k) node_items_[static_cast<size_t>(k)] = rows_of(k).ff.size();
+    const float lim = c.clamp;
+    pool_->parallel_for_nodes(
+        std::span<const int64_t>(node_items_),
+        [&](int k, int64_t b, int64_t e, int) {
+            const auto [G, g0] = slab_matrix(k, ExpertMatrix::Gate, c.gate);
+            const auto [U, u0] = slab_matrix(k, ExpertMatrix::Up, c.up);
+            const int64_t first = rows_of(k).ff.begin;  // global row of item 0
+            kernels::matmul_rows(G, cpu_.act, g + g0, ff, first + b - g0, first + e - g0);
+            kernels::matmul_rows(U, cpu_.act, u + u0, ff, first + b - u0, first + e - u0);
+            for (int64_t t = 0; t < n; ++t)
+                for (int64_t r = first + b; r < first + e; ++r) {
+                    float& gv = g[t * ff + r];
+                    gv = silu(std::min(gv, lim)) * std::clamp(u[t * ff + r], -lim, lim) * c.weights[t];
+                }
+        },
+        kRowGrain);
+
+    // Phase 2: down rows of each node over the whole FF vector.
+    cpu_.act.prepare(c.down.type, g, n, ff);
+    for (int k = 0; k < nodes; ++k) node_items_[static_cast<size_t>(k)] = rows_of(k).out.size();
+    pool_->parallel_for_nodes(
+        std::span<const int64_t>(node_items_),
+        [&](int k, int64_t b, int64_t e, int) {
+            const auto [D, d0] = slab_matrix(k, ExpertMatrix::Down, c.down);
+            const int64_t first = rows_of(k).out.begin;
+            kernels::matmul_rows(D, cpu_.act, c.out + d0, d, first + b - d0, first + e - d0);
+        },
+        kRowGrain);
 }
 
 // ---- output head -------------------------------------------------------------

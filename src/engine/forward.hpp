@@ -15,6 +15,7 @@
 #include "engine/state.hpp"
 #include "kernels/matmul.hpp"
 #include "model/backend_assignment.hpp"
+#include "model/model_impl.hpp"
 #include "model/weights.hpp"
 
 namespace ds4::engine {
@@ -43,8 +44,8 @@ struct ForwardStats {
 
 class Forward {
 public:
-    // `backends` (may be null) says which operations run on another backend.
-    Forward(const ModelConfig& cfg, const model::Weights& w, const model::BackendAssignment* backends, int max_batch);
+    // Runs on the model's worker pool, with its backend assignment and expert placement.
+    Forward(const Model::Impl& model, int max_batch);
 
     // Evaluate tokens[0..n) at positions state.n_past .. state.n_past+n-1,
     // updating `state`. Logits are written for the last token into
@@ -77,6 +78,10 @@ private:
     void hc_pre(const model::HcMixWeights& hw, int n, float* out_in, float* split);
     void hc_post(const model::HcMixWeights& hw, int n, const float* y, const float* split);
     const model::BackendAssignment::Entry* offload(const void* weight_data, BackendOp op, DType type) const;
+    // One routed expert with its rows split over the NUMA nodes of the plan
+    // (experts copied into node memory): gate/up rows per node, SwiGLU, then
+    // down rows per node over the whole FF vector.
+    void placed_expert(int layer, int64_t expert, const ExpertCall& call);
     void attention_layer(const model::LayerWeights& L, LayerState& S, int n, int64_t pos0, HookDispatch* hooks);
     void ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int n, int64_t pos0, HookDispatch* hooks);
     void attend_token(const model::LayerWeights& L, LayerState& S, int t, int64_t pos);
@@ -91,6 +96,10 @@ private:
     const ModelConfig& cfg_;
     const model::Weights& w_;
     const model::BackendAssignment* off_;  // null: everything on the CPU path
+    placement::WorkerPool* pool_;
+    const PlacementPlan& plan_;
+    const placement::ExpertStore* store_;  // null: experts read from the mapped file
+    std::vector<int64_t> node_items_;
     int max_batch_;
     uint64_t weight_bytes_ = 0;
     CpuScratch cpu_;

@@ -1,10 +1,14 @@
 #include "engine/layer_ops.hpp"
 
+// The engine runs its own threads (the placement worker pool): Eigen's
+// products stay single-threaded inside them.
+#define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 
 #include "engine/ops.hpp"
+#include "placement/worker_pool.hpp"
 
 namespace ds4::engine {
 
@@ -12,12 +16,26 @@ namespace {
 
 using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// Rows per unit of work handed to a worker (keeps the kernels' row tiles whole).
+constexpr int64_t kRowGrain = 16;
+
 template <class T>
 void ensure(std::vector<T>& v, size_t n) {
     if (v.size() < n) v.resize(n);
 }
 
 }  // namespace
+
+void cpu_matmul(const CpuScratch& s, const kernels::Matrix& W, const kernels::Activations& x, float* y,
+                int64_t y_stride) {
+    if (!s.pool) {
+        kernels::matmul(W, x, y, y_stride);
+        return;
+    }
+    const int64_t stride = y_stride ? y_stride : W.rows;
+    s.pool->parallel_for_all(
+        W.rows, [&](int64_t b, int64_t e, int) { kernels::matmul_rows(W, x, y, stride, b, e); }, kRowGrain);
+}
 
 kernels::Matrix matrix_of(const WeightRef& w) {
     kernels::Matrix m;
@@ -50,7 +68,7 @@ void cpu_hc_pre(const HcPreCall& c, CpuScratch& s) {
     for (int64_t t = 0; t < n; ++t) rms_norm(c.streams + t * HD, nullptr, &s.a[static_cast<size_t>(t * HD)], HD, c.eps);
     const kernels::Matrix fn = matrix_of(c.fn);
     s.act.prepare(fn.type, s.a.data(), n, HD);
-    kernels::matmul(fn, s.act, s.b.data());
+    cpu_matmul(s, fn, s.act, s.b.data());
     for (int64_t t = 0; t < n; ++t) {
         float* sp = c.split + t * mix;
         hc_split(&s.b[static_cast<size_t>(t * mix)], c.scale, c.base, hc, c.sinkhorn_iters, c.eps, sp, sp + hc,
@@ -120,9 +138,9 @@ void cpu_routed_expert(const ExpertCall& c, CpuScratch& s) {
     ensure(s.b, static_cast<size_t>(n * ff));
     const kernels::Matrix gate = matrix_of(c.gate), up = matrix_of(c.up), down = matrix_of(c.down);
     s.act.prepare(gate.type, c.x, n, d);
-    kernels::matmul(gate, s.act, s.a.data());
+    cpu_matmul(s, gate, s.act, s.a.data());
     if (kernels::activation_type(up.type) != kernels::activation_type(gate.type)) s.act.prepare(up.type, c.x, n, d);
-    kernels::matmul(up, s.act, s.b.data());
+    cpu_matmul(s, up, s.act, s.b.data());
     const float lim = c.clamp;
     for (int64_t i = 0; i < n; ++i) {
         const float w = c.weights[i];
@@ -131,7 +149,7 @@ void cpu_routed_expert(const ExpertCall& c, CpuScratch& s) {
         for (int64_t j = 0; j < ff; ++j) g[j] = silu(std::min(g[j], lim)) * std::clamp(u[j], -lim, lim) * w;
     }
     s.act.prepare(down.type, s.a.data(), n, ff);
-    kernels::matmul(down, s.act, c.out);
+    cpu_matmul(s, down, s.act, c.out);
 }
 
 }  // namespace ds4::engine

@@ -8,13 +8,23 @@
 #include "ds4/backend.hpp"
 #include "kernels/matmul.hpp"
 
+namespace ds4::placement {
+class WorkerPool;
+}
+
 namespace ds4::engine {
 
-// Reusable buffers of the CPU operations (one per thread of work).
+// Reusable buffers of the CPU operations (one per thread of work), and the
+// worker pool their matrix products run on (null: OpenMP).
 struct CpuScratch {
     kernels::Activations act;
     std::vector<float> a, b, c;
+    placement::WorkerPool* pool = nullptr;
 };
+
+// y = W x over the rows of W, on the scratch's pool (or OpenMP without one).
+void cpu_matmul(const CpuScratch& s, const kernels::Matrix& W, const kernels::Activations& x, float* y,
+                int64_t y_stride = 0);
 
 kernels::Matrix matrix_of(const WeightRef& w);
 WeightRef weight_ref(const kernels::Matrix& m, std::string_view name = {}, int expert = -1);

@@ -44,7 +44,7 @@ Session::Impl::Impl(std::shared_ptr<const Model> m, const SessionOptions& o)
     : model(std::move(m)),
       options(o),
       cfg(model->config()),
-      forward(model->config(), model->impl().weights, &model->impl().backends, std::max(1, o.prefill_chunk)),
+      forward(model->impl(), std::max(1, o.prefill_chunk)),
       hooks(model->config().n_layer) {
     if (options.context_size < 1)
         fail(ErrorCode::InvalidArgument, "session context_size must be >= 1 (got %lld)",

@@ -3,6 +3,7 @@
 #include "core/error_internal.hpp"
 #include "core/log_internal.hpp"
 #include "model/model_impl.hpp"
+#include "placement/planner.hpp"
 
 namespace ds4 {
 DS4_INLINE_NAMESPACE_BEGIN
@@ -46,6 +47,32 @@ uint64_t compute_fingerprint(const gguf::File& f, const ModelConfig& c) {
     return h.h;
 }
 
+// Plan the placement of the routed experts, start the worker pool and, when
+// the plan says so, copy the experts into node-bound memory.
+void place_weights(Model::Impl& im) {
+    const ModelConfig& c = im.config;
+    const model::Weights& w = im.weights;
+    PlacementRequest req;
+    req.policy = im.options.placement;
+    req.n_threads = im.options.n_threads;
+    req.n_expert = c.n_expert;
+    req.other_bytes = w.other_bytes;
+    std::vector<placement::LayerExpertViews> views;
+    for (const auto& L : w.layers) {
+        auto shape = [](const model::ExpertMatrices& m) { return ExpertMatrixShape{m.rows, m.row_bytes}; };
+        req.layers.push_back({shape(L.gate_exps), shape(L.up_exps), shape(L.down_exps)});
+        auto view = [](const model::ExpertMatrices& m) { return placement::ExpertTensorView{m.data, m.rows, m.row_bytes}; };
+        views.push_back({view(L.gate_exps), view(L.up_exps), view(L.down_exps)});
+    }
+    im.topology = placement::Topology::load(im.options.topology);
+    im.placement = placement::make_placement_plan(*im.topology, req);
+    im.pool = std::make_unique<placement::WorkerPool>(im.topology, im.placement);
+    if (im.placement.copies_experts) {
+        im.expert_store = placement::ExpertStore::build(im.topology, im.placement, *im.pool, views);
+        im.expert_store->measure(im.placement);
+    }
+}
+
 }  // namespace
 
 Model::Model() : impl_(std::make_unique<Impl>()) {}
@@ -66,6 +93,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOpt
         if (options.require_published_shape) im.config.require_published_shape();
         im.weights = model::Weights::bind(im.file, im.config);
         im.backends = model::BackendAssignment::resolve(im.file, im.config, im.weights, options);
+        place_weights(im);
     } catch (const Error& e) {
         // Name the file in every message.
         const std::string msg = e.what();
@@ -94,6 +122,7 @@ const std::string& Model::path() const noexcept { return impl_->path; }
 const gguf::File& Model::gguf() const noexcept { return impl_->file; }
 const Tokenizer* Model::tokenizer() const noexcept { return impl_->tokenizer.get(); }
 uint64_t Model::fingerprint() const noexcept { return impl_->fingerprint; }
+const PlacementPlan& Model::placement() const noexcept { return impl_->placement; }
 const std::vector<Model::BackendUse>& Model::backend_assignment() const noexcept { return impl_->backends.uses(); }
 Model::WeightBytes Model::weight_bytes() const noexcept {
     return {impl_->weights.routed_expert_bytes, impl_->weights.other_bytes};

@@ -14,6 +14,9 @@ namespace ds4 { DS4_INLINE_NAMESPACE_BEGIN class Tokenizer {}; DS4_INLINE_NAMESP
 #endif
 #include "model/backend_assignment.hpp"
 #include "model/weights.hpp"
+#include "placement/expert_store.hpp"
+#include "placement/topology.hpp"
+#include "placement/worker_pool.hpp"
 
 namespace ds4 {
 DS4_INLINE_NAMESPACE_BEGIN
@@ -25,6 +28,10 @@ struct Model::Impl {
     ModelConfig config;
     model::Weights weights;
     model::BackendAssignment backends;
+    std::shared_ptr<const placement::Topology> topology;
+    PlacementPlan placement;
+    std::unique_ptr<placement::WorkerPool> pool;          // the model's worker threads
+    std::unique_ptr<placement::ExpertStore> expert_store;  // routed experts in node memory (null: mapped)
     std::unique_ptr<Tokenizer> tokenizer;
     uint64_t fingerprint = 0;
 };
