@@ -6,11 +6,12 @@ model and tokens and reports
 
   1. free-running logits: max |diff|, max relative diff (|diff| / max|logit| of
      the row), argmax agreement, indexer top-k set equality per (layer, pos);
-  2. top-k-forced logits: the reference re-run with the engine's indexer
-     selections (so one near-tied / noise-flipped selection does not cascade),
-     and the *local* top-k agreement (the reference's own choice at (layer,pos)
-     given identical earlier selections), with the reference's score margin of
-     each disagreement;
+  2. forced logits: the reference re-run with the engine's indexer selections
+     (and, with --stages, the engine's learned-router expert ids) so that one
+     near-tied / noise-flipped discrete choice does not cascade, and the
+     *local* top-k agreement (the reference's own choice at (layer,pos) given
+     identical earlier selections), with the reference's score margin of each
+     disagreement;
   3. with --stages: a per-layer teacher-forced check from the engine's hook
      activations (tests/reference/hook_dump.cpp, compiled on demand): every
      stage of layer L is recomputed by the reference from the engine's own input
