@@ -1,0 +1,213 @@
+// Run-time choice of the kernel implementation, activation preparation and
+// the threaded product.
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/error_internal.hpp"
+#include "core/log_internal.hpp"
+#include "kernels/kernel_table.hpp"
+#include "kernels/matmul.hpp"
+#include "quant/quant.hpp"
+
+namespace ds4::kernels {
+
+using ds4::detail::fail;
+
+const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::Scalar: return "scalar";
+        case Isa::Avx2: return "avx2";
+        case Isa::Avx512: return "avx512";
+    }
+    return "?";
+}
+
+bool isa_supported(Isa isa) {
+    switch (isa) {
+        case Isa::Scalar: return true;
+        case Isa::Avx2:
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        case Isa::Avx512:
+            // The AVX-512 kernels use the BW/VL/DQ instructions and VNNI dot products.
+            return isa_supported(Isa::Avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                   __builtin_cpu_supports("avx512vnni");
+    }
+    return false;
+}
+
+Isa detected_isa() {
+    if (isa_supported(Isa::Avx512)) return Isa::Avx512;
+    if (isa_supported(Isa::Avx2)) return Isa::Avx2;
+    return Isa::Scalar;
+}
+
+namespace {
+
+Isa isa_from_env() {
+    const char* env = std::getenv("DS4_CPU_ISA");
+    if (!env || !*env) return detected_isa();
+    const std::string v = env;
+    Isa want;
+    if (v == "scalar") want = Isa::Scalar;
+    else if (v == "avx2") want = Isa::Avx2;
+    else if (v == "avx512") want = Isa::Avx512;
+    else fail(ErrorCode::InvalidArgument, "DS4_CPU_ISA='%s' is not one of scalar, avx2, avx512", env);
+    if (!isa_supported(want))
+        fail(ErrorCode::InvalidArgument, "DS4_CPU_ISA=%s: this CPU does not support it (best: %s)", env,
+             isa_name(detected_isa()));
+    return want;
+}
+
+struct ActiveIsa {
+    Isa isa = isa_from_env();
+};
+
+ActiveIsa& active() {
+    static ActiveIsa a;
+    return a;
+}
+
+const detail::KernelTable& table(Isa isa) {
+    switch (isa) {
+        case Isa::Avx512: return detail::avx512_kernels();
+        case Isa::Avx2: return detail::avx2_kernels();
+        case Isa::Scalar: break;
+    }
+    return detail::scalar_kernels();
+}
+
+detail::RowsKernel kernel_for(const detail::KernelTable& t, DType type) {
+    switch (type) {
+        case DType::F32: return t.f32;
+        case DType::F16: return t.f16;
+        case DType::BF16: return t.bf16;
+        case DType::Q8_0: return t.q8_0;
+        case DType::Q2_K: return t.q2_K;
+        case DType::Q4_K: return t.q4_K;
+        case DType::IQ2_XXS: return t.iq2_xxs;
+        default: return nullptr;
+    }
+}
+
+bool weight_type_supported(DType type) { return kernel_for(detail::scalar_kernels(), type) != nullptr; }
+
+}  // namespace
+
+Isa active_isa() { return active().isa; }
+
+void set_active_isa(Isa isa) {
+    if (!isa_supported(isa)) fail(ErrorCode::InvalidArgument, "this CPU does not support the %s kernels", isa_name(isa));
+    active().isa = isa;
+}
+
+Matrix Matrix::make(DType type, const void* data, int64_t rows, int64_t cols) {
+    if (!weight_type_supported(type))
+        fail(ErrorCode::UnsupportedModel, "no matrix kernels for type %s", std::string(dtype_name(type)).c_str());
+    if (rows < 0 || cols <= 0)
+        fail(ErrorCode::InvalidArgument, "matrix shape %lld x %lld is invalid", static_cast<long long>(rows),
+             static_cast<long long>(cols));
+    Matrix m;
+    m.type = type;
+    m.data = data;
+    m.rows = rows;
+    m.cols = cols;
+    m.row_bytes = quant::row_bytes(type, cols);  // throws when cols is not a whole number of blocks
+    return m;
+}
+
+DType activation_type(DType weight_type) {
+    switch (weight_type) {
+        case DType::Q8_0: return DType::Q8_0;
+        case DType::Q2_K:
+        case DType::Q4_K:
+        case DType::IQ2_XXS: return DType::Q8_K;
+        case DType::F32:
+        case DType::F16:
+        case DType::BF16: return DType::F32;
+        default:
+            fail(ErrorCode::UnsupportedModel, "no matrix kernels for type %s",
+                 std::string(dtype_name(weight_type)).c_str());
+    }
+}
+
+void Activations::prepare(DType weight_type, const float* x, int64_t n_tok, int64_t cols) {
+    const DType t = activation_type(weight_type);
+    if (n_tok < 0 || cols <= 0)
+        fail(ErrorCode::InvalidArgument, "activations of %lld x %lld values", static_cast<long long>(n_tok),
+             static_cast<long long>(cols));
+    type_ = t;
+    n_tok_ = n_tok;
+    cols_ = cols;
+    row_bytes_ = quant::row_bytes(t, cols);
+    const size_t need = row_bytes_ * static_cast<size_t>(n_tok);
+    if (buf_.size() < need) buf_.resize(need);
+    for (int64_t i = 0; i < n_tok; ++i) {
+        uint8_t* dst = buf_.data() + static_cast<size_t>(i) * row_bytes_;
+        const float* src = x + i * cols;
+        switch (t) {
+            case DType::Q8_0: quant::quantize_row_q8_0(src, reinterpret_cast<quant::BlockQ8_0*>(dst), cols); break;
+            case DType::Q8_K: quant::quantize_row_q8_K(src, reinterpret_cast<quant::BlockQ8_K*>(dst), cols); break;
+            default: std::memcpy(dst, src, static_cast<size_t>(cols) * sizeof(float)); break;
+        }
+    }
+}
+
+void matmul_rows(const Matrix& W, const Activations& x, float* y, int64_t y_stride, int64_t row_begin,
+                 int64_t row_end) {
+    if (W.cols != x.cols())
+        fail(ErrorCode::InvalidArgument, "matmul: the matrix has %lld columns, the activations %lld",
+             static_cast<long long>(W.cols), static_cast<long long>(x.cols()));
+    if (x.type() != activation_type(W.type))
+        fail(ErrorCode::InvalidArgument, "matmul: %s weights need %s activations, got %s",
+             std::string(dtype_name(W.type)).c_str(), std::string(dtype_name(activation_type(W.type))).c_str(),
+             std::string(dtype_name(x.type())).c_str());
+    if (row_begin < 0 || row_end > W.rows || row_begin > row_end)
+        fail(ErrorCode::InvalidArgument, "matmul: rows [%lld, %lld) outside a %lld-row matrix",
+             static_cast<long long>(row_begin), static_cast<long long>(row_end), static_cast<long long>(W.rows));
+    if (row_begin == row_end || x.n_tok() == 0) return;
+    kernel_for(table(active_isa()), W.type)(W, x, y, y_stride ? y_stride : W.rows, row_begin, row_end);
+}
+
+void matmul(const Matrix& W, const Activations& x, float* y, int64_t y_stride) {
+    if (y_stride == 0) y_stride = W.rows;
+    constexpr int64_t kGrain = 16;  // rows per chunk: keeps the kernels' row tiles whole
+    const int64_t chunks = (W.rows + kGrain - 1) / kGrain;
+    if (omp_in_parallel() || chunks < 2) {
+        matmul_rows(W, x, y, y_stride, 0, W.rows);
+        return;
+    }
+    // Validate once on this thread (errors inside the parallel region could not propagate).
+    matmul_rows(W, x, y, y_stride, 0, 0);
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c)
+        matmul_rows(W, x, y, y_stride, c * kGrain, std::min(W.rows, (c + 1) * kGrain));
+}
+
+void matmul(const Matrix& W, const float* x, int64_t n_tok, float* y) {
+    Activations a;
+    a.prepare(W.type, x, n_tok, W.cols);
+    matmul(W, a, y, W.rows);
+}
+
+void matmul_reference(const Matrix& W, const Activations& x, float* y, int64_t y_stride) {
+    if (W.cols != x.cols()) fail(ErrorCode::InvalidArgument, "matmul_reference: column mismatch");
+    if (y_stride == 0) y_stride = W.rows;
+    std::vector<float> w(static_cast<size_t>(W.cols)), a(static_cast<size_t>(W.cols));
+    for (int64_t t = 0; t < x.n_tok(); ++t) {
+        quant::dequantize_row(x.type(), x.row(t), a.data(), W.cols);
+        for (int64_t r = 0; r < W.rows; ++r) {
+            quant::dequantize_row(W.type, static_cast<const uint8_t*>(W.data) + static_cast<size_t>(r) * W.row_bytes,
+                                  w.data(), W.cols);
+            double s = 0;
+            for (int64_t c = 0; c < W.cols; ++c) s += static_cast<double>(w[static_cast<size_t>(c)]) * a[static_cast<size_t>(c)];
+            y[t * y_stride + r] = static_cast<float>(s);
+        }
+    }
+}
+
+}  // namespace ds4::kernels

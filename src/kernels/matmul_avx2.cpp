@@ -1,0 +1,207 @@
+// AVX2 + FMA kernels. Each (row, token) dot product has one fixed order of
+// operations, so results do not depend on the batch or the row range. For a
+// batch, each weight row is read from memory once and reused from L1 for
+// every token.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "core/half.hpp"
+#include "kernels/kernel_table.hpp"
+#include "kernels/simd_common.hpp"
+#include "quant/blocks.hpp"
+
+namespace ds4::kernels::detail {
+
+namespace {
+
+using namespace ds4::quant;
+
+inline float hsum(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+// Sum of the products of 32 signed bytes: 8 int32 lanes.
+inline __m256i dot_i8(__m256i a, __m256i b) {
+    const __m256i ax = _mm256_sign_epi8(a, a);
+    const __m256i sb = _mm256_sign_epi8(b, a);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sb), _mm256_set1_epi16(1));
+}
+
+// ---- float weights -------------------------------------------------------------
+
+template <class Load>
+inline float dot_float(Load load, const float* x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(load(i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load(i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load(i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    if (i < n) {
+        alignas(32) float w[8];
+        _mm256_store_ps(w, load(i));  // the loader reads whole vectors only within bounds (see callers)
+        for (int64_t j = 0; i + j < n; ++j) s += w[j] * x[i + j];
+    }
+    return s;
+}
+
+float dot_f32(const float* w, const float* x, int64_t n) {
+    const int64_t full = n & ~int64_t{7};
+    float s = dot_float([w](int64_t i) { return _mm256_loadu_ps(w + i); }, x, full);
+    for (int64_t i = full; i < n; ++i) s += w[i] * x[i];
+    return s;
+}
+
+float dot_f16(const uint16_t* w, const float* x, int64_t n) {
+    const int64_t full = n & ~int64_t{7};
+    float s = dot_float(
+        [w](int64_t i) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))); }, x, full);
+    for (int64_t i = full; i < n; ++i) s += f16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
+    const int64_t full = n & ~int64_t{7};
+    float s = dot_float(
+        [w](int64_t i) {
+            const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+            return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        },
+        x, full);
+    for (int64_t i = full; i < n; ++i) s += bf16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+// ---- quantized weights ---------------------------------------------------------
+
+float dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* x, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
+        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
+        const __m256 p = _mm256_cvtepi32_ps(dot_i8(qw, qx));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(w[i].d) * f16_to_f32(x[i].d)), p, acc);
+    }
+    return hsum(acc);
+}
+
+float dot_q2_K(const BlockQ2_K* w, const BlockQ8_K* x, int64_t nb) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    float mins_total = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+        int32_t mins = 0;
+        for (int g = 0; g < 16; ++g) mins += static_cast<int32_t>(w[i].scales[g] >> 4) * x[i].bsums[g];
+        __m256i sumi = _mm256_setzero_si256();
+        const int8_t* q8 = x[i].qs;
+        for (int half = 0; half < 2; ++half) {
+            const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * half));
+            for (int pass = 0; pass < 4; ++pass) {
+                const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * pass), m3);
+                const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8));
+                q8 += 32;
+                const __m256i p16 = _mm256_maddubs_epi16(q2, qx);
+                const int16_t sa = w[i].scales[8 * half + 2 * pass] & 15;
+                const int16_t sb = w[i].scales[8 * half + 2 * pass + 1] & 15;
+                const __m256i sc = _mm256_setr_epi16(sa, sa, sa, sa, sa, sa, sa, sa, sb, sb, sb, sb, sb, sb, sb, sb);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, sc));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * f16_to_f32(w[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        mins_total += x[i].d * f16_to_f32(w[i].dmin) * static_cast<float>(mins);
+    }
+    return hsum(acc) - mins_total;
+}
+
+float dot_q4_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t nb) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps();
+    float mins_total = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+        __m256i sumi = _mm256_setzero_si256();
+        int32_t mins = 0;
+        for (int c = 0; c < 4; ++c) {
+            uint8_t sc0, m0, sc1, m1;
+            q4_K_scale_min(2 * c, w[i].scales, &sc0, &m0);
+            q4_K_scale_min(2 * c + 1, w[i].scales, &sc1, &m1);
+            const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * c));
+            const __m256i lo = _mm256_and_si256(bits, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c));
+            const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c + 32));
+            const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(sc0));
+            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(sc1));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            mins += m0 * (x[i].bsums[4 * c] + x[i].bsums[4 * c + 1]) + m1 * (x[i].bsums[4 * c + 2] + x[i].bsums[4 * c + 3]);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * f16_to_f32(w[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        mins_total += x[i].d * f16_to_f32(w[i].dmin) * static_cast<float>(mins);
+    }
+    return hsum(acc) - mins_total;
+}
+
+float dot_iq2_xxs(const BlockIQ2_XXS* w, const BlockQ8_K* x, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+        __m256i sumi = _mm256_setzero_si256();
+        const int8_t* q8 = x[i].qs;
+        for (int sb = 0; sb < 8; ++sb) {
+            uint32_t a0, a1;
+            std::memcpy(&a0, &w[i].qs[4 * sb], 4);
+            std::memcpy(&a1, &w[i].qs[4 * sb + 2], 4);
+            const __m256i grid = _mm256_setr_epi64x(
+                static_cast<long long>(kIq2xxsGrid[a0 & 255]), static_cast<long long>(kIq2xxsGrid[(a0 >> 8) & 255]),
+                static_cast<long long>(kIq2xxsGrid[(a0 >> 16) & 255]), static_cast<long long>(kIq2xxsGrid[a0 >> 24]));
+            const __m256i neg = _mm256_setr_epi64x(
+                static_cast<long long>(kIq2SignMask[a1 & 127]), static_cast<long long>(kIq2SignMask[(a1 >> 7) & 127]),
+                static_cast<long long>(kIq2SignMask[(a1 >> 14) & 127]), static_cast<long long>(kIq2SignMask[(a1 >> 21) & 127]));
+            __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8));
+            q8 += 32;
+            qx = _mm256_sub_epi8(_mm256_xor_si256(qx, neg), neg);  // negate where the sign bit is set
+            const __m256i p16 = _mm256_maddubs_epi16(grid, qx);
+            const int16_t ls = static_cast<int16_t>(2 * (a1 >> 28) + 1);
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16(ls)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(0.125f * f16_to_f32(w[i].d) * x[i].d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum(acc);
+}
+
+template <class W, class A, float (*Dot)(const W*, const A*, int64_t), int kBlock>
+void rows_kernel(const Matrix& M, const Activations& x, float* y, int64_t stride, int64_t r0, int64_t r1) {
+    const int64_t nb = M.cols / kBlock;
+    const auto* base = static_cast<const uint8_t*>(M.data);
+    for (int64_t r = r0; r < r1; ++r) {
+        const W* w = reinterpret_cast<const W*>(base + static_cast<size_t>(r) * M.row_bytes);
+        if (r + 1 < r1) _mm_prefetch(reinterpret_cast<const char*>(base + static_cast<size_t>(r + 1) * M.row_bytes), _MM_HINT_T0);
+        for (int64_t t = 0; t < x.n_tok(); ++t) y[t * stride + r] = Dot(w, reinterpret_cast<const A*>(x.row(t)), nb);
+    }
+}
+
+}  // namespace
+
+const KernelTable& avx2_kernels() {
+    static const KernelTable t = [] {
+        KernelTable k;
+        k.f32 = rows_kernel<float, float, dot_f32, 1>;
+        k.f16 = rows_kernel<uint16_t, float, dot_f16, 1>;
+        k.bf16 = rows_kernel<uint16_t, float, dot_bf16, 1>;
+        k.q8_0 = rows_kernel<BlockQ8_0, BlockQ8_0, dot_q8_0, kQK8_0>;
+        k.q2_K = rows_kernel<BlockQ2_K, BlockQ8_K, dot_q2_K, kQK_K>;
+        k.q4_K = rows_kernel<BlockQ4_K, BlockQ8_K, dot_q4_K, kQK_K>;
+        k.iq2_xxs = rows_kernel<BlockIQ2_XXS, BlockQ8_K, dot_iq2_xxs, kQK_K>;
+        return k;
+    }();
+    return t;
+}
+
+}  // namespace ds4::kernels::detail
