@@ -1,222 +1,599 @@
-// AVX-512 kernels (F, BW, VL, DQ and VNNI). 512-bit registers take two Q8_0
-// blocks, or 64 bytes of a K-quant super-block, per step; VNNI's
-// unsigned x signed byte dot product (vpdpbusd) accumulates straight into
-// 32-bit lanes. The order of operations of each (row, token) dot product is
-// fixed, so results do not depend on the batch or the row range.
+// AVX-512 matrix kernels (F, BW, VL, DQ and VNNI; the build compiles this file
+// with those flags and dispatch selects it only on CPUs that have all five).
+//
+// Shape of every kernel: a tile of NR weight rows x NT tokens. Each weight
+// vector is loaded and decoded once per tile and used for all NT tokens; each
+// activation vector is loaded once per tile and used for all NR rows. Decode
+// (one token) uses tall tiles (several rows streamed at once, several
+// independent dependency chains); batches use tiles of up to 4 tokens, with
+// the row loop outside the token loop so that a row is read from memory once
+// and re-read from L1 for every further token tile.
+//
+// Batch invariance: for one (row, token) pair every tile shape runs the same
+// sequence of arithmetic. Integer parts are exact; the float parts (one
+// 16-lane accumulator per pair, updated with explicit FMAs in column order,
+// then one fixed horizontal reduction) depend on neither NR, NT nor the
+// position of the pair in the tile.
+//
+// Integer dot products (see docs/performance.md for the per-type details):
+//  Q8_0    |w| x (x with the sign of w), VPDPBUSD; two blocks per register,
+//          per-block scale d_w * d_x applied lane-wise in float.
+//  Q2_K    2-bit quants multiplied by their 4-bit scale in 16-bit lanes (the
+//          product fits a byte), then VPDPBUSD with the Q8_K quants; the
+//          minimums use the activation's 16-value sums (VPMADDWD).
+//  Q4_K    4-bit quants: VPMADDUBSW with the Q8_K quants, then VPDPWSSD with
+//          the 6-bit scales; minimums as for Q2_K.
+//  IQ2_XXS codewords gathered from the 256-entry grid (VPGATHERDQ), signs
+//          expanded to a 64-bit mask and applied to the activations (masked
+//          subtract), VPMADDUBSW, then VPDPWSSD with 2*scale+1.
+//  F32/F16/BF16 widened to f32 (VCVTPH2PS, shift for BF16) and FMA.
+// GCC 12's AVX-512 intrinsics initialise their "undefined" pass-through
+// operand with itself (GCC bug 105593, fixed in GCC 13), which -Wall reports
+// as maybe-uninitialized in every inlined caller. Silence that for the
+// intrinsics' own lines.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 
+#include <cstdint>
 #include <cstring>
 
-#include "core/half.hpp"
 #include "kernels/kernel_table.hpp"
-#include "kernels/simd_common.hpp"
 #include "quant/blocks.hpp"
+#include "quant/iq2xxs_tables.hpp"
+
+#if !defined(__AVX512F__) || !defined(__AVX512BW__) || !defined(__AVX512VL__) || !defined(__AVX512DQ__) || \
+    !defined(__AVX512VNNI__)
+#error "matmul_avx512.cpp must be compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni"
+#endif
 
 namespace ds4::kernels::detail {
 
 namespace {
 
-using namespace ds4::quant;
+using quant::BlockIQ2_XXS;
+using quant::BlockQ2_K;
+using quant::BlockQ4_K;
+using quant::BlockQ8_0;
+using quant::BlockQ8_K;
+using quant::kQK8_0;
+using quant::kQK_K;
 
-// Sum of products of signed bytes a and b per 32-bit lane, added to acc:
-// |a| as unsigned times b with a's sign.
-inline __m512i dpbssd(__m512i acc, __m512i a, __m512i b) {
-    const __m512i ax = _mm512_abs_epi8(a);
-    const __mmask64 neg = _mm512_movepi8_mask(a);
-    const __m512i sb = _mm512_mask_sub_epi8(b, neg, _mm512_setzero_si512(), b);
-    return _mm512_dpbusd_epi32(acc, ax, sb);
+template <class T>
+inline T load_scalar(const void* p) {
+    T v;
+    std::memcpy(&v, p, sizeof(T));
+    return v;
 }
 
-inline __m256i dpbssd256(__m256i acc, __m256i a, __m256i b) {
-    return _mm256_dpbusd_epi32(acc, _mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+inline __m512i loadu512(const void* p) { return _mm512_loadu_si512(p); }
+
+// Two 32-byte halves from unrelated addresses.
+inline __m512i load_2x256(const void* lo, const void* hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(lo))),
+                              _mm256_loadu_si256(static_cast<const __m256i*>(hi)), 1);
 }
 
-// ---- float weights -------------------------------------------------------------
+// Where the result of (tile row r, tile token t) goes.
+struct Out {
+    float* y;
+    int64_t stride;
+    int64_t r0, t0;
+    void put(int r, int t, float v) const { y[(t0 + t) * stride + r0 + r] = v; }
+};
 
-template <class Load>
-inline float dot_float(Load load, const float* w_tail_unused, const float* x, int64_t n) {
-    (void)w_tail_unused;
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm512_fmadd_ps(load(i), _mm512_loadu_ps(x + i), a0);
-        a1 = _mm512_fmadd_ps(load(i + 16), _mm512_loadu_ps(x + i + 16), a1);
+// Pointers for one tile.
+template <int NR, int NT>
+struct TilePtrs {
+    const uint8_t* w[NR];
+    const uint8_t* x[NT];
+};
+
+// ---------------------------------------------------------------------------
+// Tile drivers.
+//
+// A kernel K provides `template <int NR, int NT> static void tile(const
+// TilePtrs<NR, NT>&, int64_t cols, const Out&)` and the tile sizes it wants:
+// K::kDecodeRows (rows per tile for one token), K::kBatchRows and
+// K::kBatchToks (rows and tokens per tile for batches).
+
+template <class K, int NR, int NT>
+inline void run_tile(const Matrix& W, const Activations& x, int64_t r0, int64_t t0, const Out& o) {
+    TilePtrs<NR, NT> p;
+    for (int r = 0; r < NR; ++r) p.w[r] = static_cast<const uint8_t*>(W.data) + (r0 + r) * W.row_bytes;
+    for (int t = 0; t < NT; ++t) p.x[t] = x.row(t0 + t);
+    Out oo = o;
+    oo.r0 = r0;
+    oo.t0 = t0;
+    K::template tile<NR, NT>(p, W.cols, oo);
+}
+
+// Token tile of runtime size n (1..NT) on rows r0..r0+NR.
+template <class K, int NR, int NT>
+inline void run_tokens(const Matrix& W, const Activations& x, int64_t r0, int64_t t0, int n, const Out& o) {
+    if constexpr (NT > 1) {
+        if (n < NT) return run_tokens<K, NR, NT - 1>(W, x, r0, t0, n, o);
     }
-    for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(load(i), _mm512_loadu_ps(x + i), a0);
-    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    run_tile<K, NR, NT>(W, x, r0, t0, o);
 }
 
-float dot_f32(const float* w, const float* x, int64_t n) {
-    const int64_t full = n & ~int64_t{15};
-    float s = dot_float([w](int64_t i) { return _mm512_loadu_ps(w + i); }, w, x, full);
-    for (int64_t i = full; i < n; ++i) s += w[i] * x[i];
-    return s;
+template <class K, int NR>
+inline void run_rows_batch(const Matrix& W, const Activations& x, int64_t r0, const Out& o) {
+    constexpr int NT = K::kBatchToks;
+    const int64_t n = x.n_tok();
+    int64_t t = 0;
+    for (; t + NT <= n; t += NT) run_tile<K, NR, NT>(W, x, r0, t, o);
+    if (t < n) run_tokens<K, NR, NT>(W, x, r0, t, static_cast<int>(n - t), o);
 }
 
-float dot_f16(const uint16_t* w, const float* x, int64_t n) {
-    const int64_t full = n & ~int64_t{15};
-    float s = dot_float(
-        [w](int64_t i) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i))); }, nullptr,
-        x, full);
-    for (int64_t i = full; i < n; ++i) s += f16_to_f32(w[i]) * x[i];
-    return s;
-}
-
-float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
-    const int64_t full = n & ~int64_t{15};
-    float s = dot_float(
-        [w](int64_t i) {
-            const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i)));
-            return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-        },
-        nullptr, x, full);
-    for (int64_t i = full; i < n; ++i) s += bf16_to_f32(w[i]) * x[i];
-    return s;
-}
-
-// ---- quantized weights ---------------------------------------------------------
-
-// Two blocks per step: lanes 0-7 hold block i, lanes 8-15 block i+1.
-float dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* x, int64_t nb) {
-    __m512 acc = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        const __m512i qw = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs))),
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i + 1].qs)), 1);
-        const __m512i qx = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs))),
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i + 1].qs)), 1);
-        const __m512i p = dpbssd(_mm512_setzero_si512(), qw, qx);
-        const __m512 d = _mm512_insertf32x8(_mm512_set1_ps(f16_to_f32(w[i].d) * f16_to_f32(x[i].d)),
-                                            _mm256_set1_ps(f16_to_f32(w[i + 1].d) * f16_to_f32(x[i + 1].d)), 1);
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+template <class K>
+void run(const Matrix& W, const Activations& x, float* y, int64_t y_stride, int64_t row_begin, int64_t row_end) {
+    const Out o{y, y_stride, 0, 0};
+    int64_t r = row_begin;
+    if (x.n_tok() == 1) {
+        constexpr int NR = K::kDecodeRows;
+        for (; r + NR <= row_end; r += NR) run_tile<K, NR, 1>(W, x, r, 0, o);
+        for (; r < row_end; ++r) run_tile<K, 1, 1>(W, x, r, 0, o);
+        return;
     }
-    if (i < nb) {
-        const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
-        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
-        const __m256i p = dpbssd256(_mm256_setzero_si256(), qw, qx);
-        const __m512 pp = _mm512_zextps256_ps512(_mm256_cvtepi32_ps(p));
-        // Lanes 0-7 get the last block; lanes 8-15 keep their sums.
-        acc = _mm512_mask3_fmadd_ps(pp, _mm512_set1_ps(f16_to_f32(w[i].d) * f16_to_f32(x[i].d)), acc, 0x00FF);
-    }
-    return _mm512_reduce_add_ps(acc);
+    constexpr int NR = K::kBatchRows;
+    for (; r + NR <= row_end; r += NR) run_rows_batch<K, NR>(W, x, r, o);
+    for (; r < row_end; ++r) run_rows_batch<K, 1>(W, x, r, o);
 }
 
-float dot_q2_K(const BlockQ2_K* w, const BlockQ8_K* x, int64_t nb) {
+// ---------------------------------------------------------------------------
+// F32 / F16 / BF16 weights with f32 activations.
+
+struct LoadF32 {
+    static constexpr int kBytes = 4;
+    static __m512 load(const uint8_t* p) { return _mm512_loadu_ps(p); }
+    static __m512 load_masked(const uint8_t* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+};
+struct LoadF16 {
+    static constexpr int kBytes = 2;
+    static __m512 load(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+    static __m512 load_masked(const uint8_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+};
+struct LoadBF16 {
+    static constexpr int kBytes = 2;
+    static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+    static __m512 load(const uint8_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+    static __m512 load_masked(const uint8_t* p, __mmask16 m) { return widen(_mm256_maskz_loadu_epi16(m, p)); }
+};
+
+// One accumulator per (row, token); element c goes to lane c % 16.
+template <class L>
+struct FloatKernel {
+    static constexpr int kDecodeRows = 4;
+    static constexpr int kBatchRows = 2;
+    static constexpr int kBatchToks = 4;
+
+    template <int NR, int NT>
+    static void tile(const TilePtrs<NR, NT>& p, int64_t cols, const Out& o) {
+        __m512 acc[NR][NT];
+        for (int r = 0; r < NR; ++r)
+            for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+        int64_t c = 0;
+        for (; c + 16 <= cols; c += 16) {
+            __m512 xv[NT];
+            for (int t = 0; t < NT; ++t) xv[t] = _mm512_loadu_ps(p.x[t] + c * 4);
+            for (int r = 0; r < NR; ++r) {
+                const __m512 w = L::load(p.w[r] + c * L::kBytes);
+                for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
+            }
+        }
+        if (c < cols) {
+            const __mmask16 m = static_cast<__mmask16>((1u << (cols - c)) - 1);
+            __m512 xv[NT];
+            for (int t = 0; t < NT; ++t) xv[t] = _mm512_maskz_loadu_ps(m, p.x[t] + c * 4);
+            for (int r = 0; r < NR; ++r) {
+                const __m512 w = L::load_masked(p.w[r] + c * L::kBytes, m);
+                for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
+            }
+        }
+        for (int r = 0; r < NR; ++r)
+            for (int t = 0; t < NT; ++t) o.put(r, t, _mm512_reduce_add_ps(acc[r][t]));
+    }
+};
+
+// ---------------------------------------------------------------------------
+// Q8_0 weights with Q8_0 activations.
+//
+// Blocks are taken in groups of up to 8; their f16 scales are gathered into
+// one vector, converted, and multiplied (weight x activation) once per group.
+// A register holds two blocks: lanes 0..7 the even block, lanes 8..15 the odd
+// one; the i32 block partials are converted to float and scaled lane-wise.
+
+inline __m256 q8_0_scales(const BlockQ8_0* b, int n) {
+    if (n == 8) {
+        const __m128i h = _mm_setr_epi16(static_cast<short>(b[0].d), static_cast<short>(b[1].d),
+                                         static_cast<short>(b[2].d), static_cast<short>(b[3].d),
+                                         static_cast<short>(b[4].d), static_cast<short>(b[5].d),
+                                         static_cast<short>(b[6].d), static_cast<short>(b[7].d));
+        return _mm256_cvtph_ps(h);
+    }
+    alignas(16) uint16_t tmp[8] = {};
+    for (int k = 0; k < n; ++k) tmp[k] = load_scalar<uint16_t>(&b[k].d);
+    return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp)));
+}
+
+// Quants of blocks k and k+1 (or k alone, upper half zero, when `pair` is false).
+inline __m512i q8_0_pair(const BlockQ8_0* b, bool pair) {
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].qs));
+    if (!pair) return _mm512_zextsi256_si512(lo);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].qs)), 1);
+}
+
+struct Q8_0Kernel {
+    static constexpr int kDecodeRows = 4;
+    static constexpr int kBatchRows = 2;
+    static constexpr int kBatchToks = 4;
+
+    // Blocks [k0, k0 + n) of every row and token, n <= 8.
+    template <int NR, int NT, int N>
+    static inline void group(const BlockQ8_0* const* w, const BlockQ8_0* const* x, int64_t k0, int n,
+                             __m512 (&acc)[NR][NT]) {
+        const int cnt = N ? N : n;
+        __m256 xs[NT];
+        for (int t = 0; t < NT; ++t) xs[t] = q8_0_scales(x[t] + k0, cnt);
+        for (int r = 0; r < NR; ++r) {
+            const __m256 ws = q8_0_scales(w[r] + k0, cnt);
+            __m512 s[NT];
+            for (int t = 0; t < NT; ++t) s[t] = _mm512_castps256_ps512(_mm256_mul_ps(ws, xs[t]));
+            for (int k = 0; k < cnt; k += 2) {
+                const bool pair = k + 1 < cnt;
+                const __m512i wq = q8_0_pair(w[r] + k0 + k, pair);
+                const __m512i wa = _mm512_abs_epi8(wq);
+                const __mmask64 neg = _mm512_movepi8_mask(wq);
+                const __m512i sel = _mm512_inserti64x4(_mm512_set1_epi32(k), _mm256_set1_epi32(k + 1), 1);
+                for (int t = 0; t < NT; ++t) {
+                    const __m512i xq = q8_0_pair(x[t] + k0 + k, pair);
+                    const __m512i xsg = _mm512_mask_sub_epi8(xq, neg, _mm512_setzero_si512(), xq);
+                    const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wa, xsg);
+                    const __m512 sc = _mm512_permutexvar_ps(sel, s[t]);
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sc, acc[r][t]);
+                }
+            }
+        }
+    }
+
+    template <int NR, int NT>
+    static void tile(const TilePtrs<NR, NT>& p, int64_t cols, const Out& o) {
+        const int64_t nb = cols / kQK8_0;
+        const BlockQ8_0* w[NR];
+        const BlockQ8_0* x[NT];
+        for (int r = 0; r < NR; ++r) w[r] = reinterpret_cast<const BlockQ8_0*>(p.w[r]);
+        for (int t = 0; t < NT; ++t) x[t] = reinterpret_cast<const BlockQ8_0*>(p.x[t]);
+        __m512 acc[NR][NT];
+        for (int r = 0; r < NR; ++r)
+            for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 8 <= nb; k += 8) group<NR, NT, 8>(w, x, k, 8, acc);
+        if (k < nb) group<NR, NT, 0>(w, x, k, static_cast<int>(nb - k), acc);
+        for (int r = 0; r < NR; ++r)
+            for (int t = 0; t < NT; ++t) o.put(r, t, _mm512_reduce_add_ps(acc[r][t]));
+    }
+};
+
+// ---------------------------------------------------------------------------
+// Shared by the Q8_K kernels: the four 64-byte quarters of an activation block.
+
+struct Q8KView {
+    __m512i q[4];
+    float d;
+};
+
+inline void load_q8k(const BlockQ8_K* b, __m512i (&q)[4]) {
+    for (int i = 0; i < 4; ++i) q[i] = loadu512(b->qs + 64 * i);
+}
+
+// acc += isum * (dw * dx) - msum * (dmin * dx), lane-wise, in this order.
+inline __m512 scale_accumulate(__m512 acc, __m512i isum, __m256i msum, float dw, float dmin, float dx) {
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(dw * dx), acc);
+    return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(msum)), _mm512_set1_ps(dmin * dx), acc);
+}
+
+// ---------------------------------------------------------------------------
+// Q2_K weights with Q8_K activations.
+//
+// qs holds four 2-bit planes of 64 bytes; plane p, bytes 0..31 are values
+// 32p..32p+31 and bytes 32..63 are values 128+32p.. . Shuffling 128-bit lanes
+// of the planes gives four registers in natural value order (64 values
+// each), whose 16-byte lanes are the 16-value groups g = 4i..4i+3 with scale
+// index g. Each 2-bit quant times its 4-bit scale is at most 45, so the
+// product is formed in 16-bit lanes (no carry crosses a byte) and fed to
+// VPDPBUSD directly.
+
+struct Q2KWeights {
+    __m512i w[4];   // scaled quants, natural order
+    __m256i mins;   // 16 x i16 minimums
+    float d, dmin;
+};
+
+inline void decode_q2_K(const BlockQ2_K* b, Q2KWeights& out) {
     const __m512i m3 = _mm512_set1_epi8(3);
-    __m512 acc = _mm512_setzero_ps();
-    float mins_total = 0.0f;
-    for (int64_t i = 0; i < nb; ++i) {
-        int32_t mins = 0;
-        for (int g = 0; g < 16; ++g) mins += static_cast<int32_t>(w[i].scales[g] >> 4) * x[i].bsums[g];
-        // 64 quant bytes; pass p of half h covers values 128h + 32p .. +31.
-        const __m512i bits = _mm512_loadu_si512(w[i].qs);
-        __m512i sumi = _mm512_setzero_si512();
-        for (int pass = 0; pass < 4; ++pass) {
-            // Bytes 0-31: half 0, bytes 32-63: half 1 (each 32 values of this pass).
-            const __m512i q2 = _mm512_and_si512(_mm512_srli_epi16(bits, 2 * pass), m3);
-            const __m512i qx = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 32 * pass))),
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 128 + 32 * pass)), 1);
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q2, qx);  // 16 lanes of 4 values
-            // Lanes 0-3: scale 2p, 4-7: 2p+1 (half 0); 8-11: 8+2p, 12-15: 9+2p (half 1).
-            const int32_t s0 = w[i].scales[2 * pass] & 15, s1 = w[i].scales[2 * pass + 1] & 15;
-            const int32_t s2 = w[i].scales[8 + 2 * pass] & 15, s3 = w[i].scales[9 + 2 * pass] & 15;
-            const __m512i sc = _mm512_setr_epi32(s0, s0, s0, s0, s1, s1, s1, s1, s2, s2, s2, s2, s3, s3, s3, s3);
-            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, sc));
-        }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(x[i].d * f16_to_f32(w[i].d)), _mm512_cvtepi32_ps(sumi), acc);
-        mins_total += x[i].d * f16_to_f32(w[i].dmin) * static_cast<float>(mins);
-    }
-    return _mm512_reduce_add_ps(acc) - mins_total;
+    const __m512i q = loadu512(b->qs);
+    const __m512i v0 = _mm512_and_si512(q, m3);
+    const __m512i v1 = _mm512_and_si512(_mm512_srli_epi16(q, 2), m3);
+    const __m512i v2 = _mm512_and_si512(_mm512_srli_epi16(q, 4), m3);
+    const __m512i v3 = _mm512_and_si512(_mm512_srli_epi16(q, 6), m3);
+    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
+    const __m128i m4 = _mm_set1_epi8(15);
+    const __m512i sc_lo = _mm512_broadcast_i32x4(_mm_and_si128(sc, m4));
+    // Lane k of register i takes scale byte 4i+k, zero-extended to 16 bits.
+    auto scale_of = [&](int i) {
+        const __m128i c0 = _mm_set1_epi16(static_cast<short>(0x8000 | (4 * i + 0)));
+        const __m128i c1 = _mm_set1_epi16(static_cast<short>(0x8000 | (4 * i + 1)));
+        const __m128i c2 = _mm_set1_epi16(static_cast<short>(0x8000 | (4 * i + 2)));
+        const __m128i c3 = _mm_set1_epi16(static_cast<short>(0x8000 | (4 * i + 3)));
+        const __m512i ctrl = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_set_m128i(c1, c0)), _mm256_set_m128i(c3, c2), 1);
+        return _mm512_shuffle_epi8(sc_lo, ctrl);
+    };
+    out.w[0] = _mm512_mullo_epi16(_mm512_shuffle_i64x2(v0, v1, 0x44), scale_of(0));
+    out.w[1] = _mm512_mullo_epi16(_mm512_shuffle_i64x2(v2, v3, 0x44), scale_of(1));
+    out.w[2] = _mm512_mullo_epi16(_mm512_shuffle_i64x2(v0, v1, 0xEE), scale_of(2));
+    out.w[3] = _mm512_mullo_epi16(_mm512_shuffle_i64x2(v2, v3, 0xEE), scale_of(3));
+    out.mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+    out.d = half_to_float(load_scalar<uint16_t>(&b->d));
+    out.dmin = half_to_float(load_scalar<uint16_t>(&b->dmin));
 }
 
-float dot_q4_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t nb) {
+struct Q2KKernel {
+    static constexpr int kDecodeRows = 4;
+    static constexpr int kBatchRows = 2;
+    static constexpr int kBatchToks = 4;
+
+    template <int NR, int NT>
+    static void tile(const TilePtrs<NR, NT>& p, int64_t cols, const Out& o) {
+        const int64_t nb = cols / kQK_K;
+        __m512 acc[NR][NT];
+        for (int r = 0; r < NR; ++r)
+            for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; ++i) {
+            Q2KWeights wd[NR];
+            for (int r = 0; r < NR; ++r) decode_q2_K(reinterpret_cast<const BlockQ2_K*>(p.w[r]) + i, wd[r]);
+            for (int t = 0; t < NT; ++t) {
+                const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(p.x[t]) + i;
+                __m512i xq[4];
+                load_q8k(xb, xq);
+                const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
+                const float dx = load_scalar<float>(&xb->d);
+                for (int r = 0; r < NR; ++r) {
+                    __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wd[r].w[0], xq[0]);
+                    s = _mm512_dpbusd_epi32(s, wd[r].w[1], xq[1]);
+                    s = _mm512_dpbusd_epi32(s, wd[r].w[2], xq[2]);
+                    s = _mm512_dpbusd_epi32(s, wd[r].w[3], xq[3]);
+                    const __m256i m = _mm256_madd_epi16(bs, wd[r].mins);
+                    acc[r][t] = scale_accumulate(acc[r][t], s, m, wd[r].d, wd[r].dmin, dx);
+                }
+            }
+        }
+        for (int r = 0; r < NR; ++r)
+            for (int t = 0; t < NT; ++t) o.put(r, t, _mm512_reduce_add_ps(acc[r][t]));
+    }
+};
+
+// ---------------------------------------------------------------------------
+// Q4_K weights with Q8_K activations.
+//
+// qs holds four 32-byte chunks; chunk c's low nibbles are sub-block 2c and
+// its high nibbles sub-block 2c+1. Lane shuffles put two consecutive
+// sub-blocks (64 values, natural order) in each of four registers; the 6-bit
+// scales enter through VPDPWSSD on the 16-bit pair sums of VPMADDUBSW.
+
+struct Q4KWeights {
+    __m512i w[4];   // nibbles, natural order
+    __m512i sc[4];  // i16 scale per lane: sub-block 2i in lanes 0..15, 2i+1 in 16..31
+    __m256i mins;   // 16 x i16: min of sub-block j at positions 2j and 2j+1
+    float d, dmin;
+};
+
+inline void decode_q4_K(const BlockQ4_K* b, Q4KWeights& out) {
     const __m512i m4 = _mm512_set1_epi8(15);
-    __m512 acc = _mm512_setzero_ps();
-    float mins_total = 0.0f;
-    for (int64_t i = 0; i < nb; ++i) {
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; ++j) q4_K_scale_min(j, w[i].scales, &sc[j], &mn[j]);
-        int32_t mins = 0;
-        for (int j = 0; j < 8; ++j) mins += mn[j] * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
-        __m512i sumi = _mm512_setzero_si512();
-        for (int c = 0; c < 4; c += 2) {
-            // 64 bytes = chunks c and c+1: low nibbles are sub-blocks 2c, 2c+2; high nibbles 2c+1, 2c+3.
-            const __m512i bits = _mm512_loadu_si512(w[i].qs + 32 * c);
-            const __m512i lo = _mm512_and_si512(bits, m4);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(bits, 4), m4);
-            const __m512i xlo = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c))),
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c + 64)), 1);
-            const __m512i xhi = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c + 32))),
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 64 * c + 96)), 1);
-            const __m512i plo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo);
-            const __m512i phi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xhi);
-            const int32_t a = sc[2 * c], b = sc[2 * c + 2], e = sc[2 * c + 1], f = sc[2 * c + 3];
-            const __m512i slo = _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b);
-            const __m512i shi = _mm512_setr_epi32(e, e, e, e, e, e, e, e, f, f, f, f, f, f, f, f);
-            sumi = _mm512_add_epi32(sumi, _mm512_add_epi32(_mm512_mullo_epi32(plo, slo), _mm512_mullo_epi32(phi, shi)));
-        }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(x[i].d * f16_to_f32(w[i].d)), _mm512_cvtepi32_ps(sumi), acc);
-        mins_total += x[i].d * f16_to_f32(w[i].dmin) * static_cast<float>(mins);
+    const __m512i q0 = loadu512(b->qs);
+    const __m512i q1 = loadu512(b->qs + 64);
+    const __m512i lo0 = _mm512_and_si512(q0, m4), hi0 = _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4);
+    const __m512i lo1 = _mm512_and_si512(q1, m4), hi1 = _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4);
+    out.w[0] = _mm512_shuffle_i64x2(lo0, hi0, 0x44);
+    out.w[1] = _mm512_shuffle_i64x2(lo0, hi0, 0xEE);
+    out.w[2] = _mm512_shuffle_i64x2(lo1, hi1, 0x44);
+    out.w[3] = _mm512_shuffle_i64x2(lo1, hi1, 0xEE);
+
+    // Unpack the 12 scale bytes: scales of sub-blocks 0..7 and mins 0..7, 6 bits each.
+    const uint32_t u0 = load_scalar<uint32_t>(b->scales);
+    const uint32_t u1 = load_scalar<uint32_t>(b->scales + 4);
+    const uint32_t u2 = load_scalar<uint32_t>(b->scales + 8);
+    const uint64_t scales = static_cast<uint64_t>(u0 & 0x3f3f3f3fu) |
+                            static_cast<uint64_t>((u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u)) << 32;
+    const uint64_t mins = static_cast<uint64_t>(u1 & 0x3f3f3f3fu) |
+                          static_cast<uint64_t>(((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u)) << 32;
+    const __m512i s16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(scales))));
+    for (int i = 0; i < 4; ++i) {
+        // i16 element 2i in 128-bit lanes 0,1 and element 2i+1 in lanes 2,3.
+        const __m128i a = _mm_set1_epi16(static_cast<short>((4 * i) | ((4 * i + 1) << 8)));
+        const __m128i c = _mm_set1_epi16(static_cast<short>((4 * i + 2) | ((4 * i + 3) << 8)));
+        const __m512i ctrl =
+            _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(a, a)), _mm256_set_m128i(c, c), 1);
+        out.sc[i] = _mm512_shuffle_epi8(s16, ctrl);
     }
-    return _mm512_reduce_add_ps(acc) - mins_total;
+    const __m128i mv = _mm_cvtsi64_si128(static_cast<long long>(mins));
+    out.mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv));
+    out.d = half_to_float(load_scalar<uint16_t>(&b->d));
+    out.dmin = half_to_float(load_scalar<uint16_t>(&b->dmin));
 }
 
-float dot_iq2_xxs(const BlockIQ2_XXS* w, const BlockQ8_K* x, int64_t nb) {
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-        __m512i sumi = _mm512_setzero_si512();
-        for (int sb = 0; sb < 8; sb += 2) {
-            uint32_t a0, a1, b0, b1;
-            std::memcpy(&a0, &w[i].qs[4 * sb], 4);
-            std::memcpy(&a1, &w[i].qs[4 * sb + 2], 4);
-            std::memcpy(&b0, &w[i].qs[4 * sb + 4], 4);
-            std::memcpy(&b1, &w[i].qs[4 * sb + 6], 4);
-            auto g = [](uint32_t a, int l) { return static_cast<long long>(kIq2xxsGrid[(a >> (8 * l)) & 255]); };
-            auto m = [](uint32_t a, int l) { return static_cast<long long>(kIq2SignMask[(a >> (7 * l)) & 127]); };
-            const __m512i grid = _mm512_setr_epi64(g(a0, 0), g(a0, 1), g(a0, 2), g(a0, 3), g(b0, 0), g(b0, 1), g(b0, 2), g(b0, 3));
-            const __m512i neg = _mm512_setr_epi64(m(a1, 0), m(a1, 1), m(a1, 2), m(a1, 3), m(b1, 0), m(b1, 1), m(b1, 2), m(b1, 3));
-            __m512i qx = _mm512_loadu_si512(x[i].qs + 32 * sb);
-            qx = _mm512_sub_epi8(_mm512_xor_si512(qx, neg), neg);
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), grid, qx);
-            const int32_t la = static_cast<int32_t>(2 * (a1 >> 28) + 1), lb = static_cast<int32_t>(2 * (b1 >> 28) + 1);
-            const __m512i ls = _mm512_setr_epi32(la, la, la, la, la, la, la, la, lb, lb, lb, lb, lb, lb, lb, lb);
-            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, ls));
+struct Q4KKernel {
+    static constexpr int kDecodeRows = 2;
+    static constexpr int kBatchRows = 2;
+    static constexpr int kBatchToks = 4;
+
+    template <int NR, int NT>
+    static void tile(const TilePtrs<NR, NT>& p, int64_t cols, const Out& o) {
+        const int64_t nb = cols / kQK_K;
+        __m512 acc[NR][NT];
+        for (int r = 0; r < NR; ++r)
+            for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; ++i) {
+            Q4KWeights wd[NR];
+            for (int r = 0; r < NR; ++r) decode_q4_K(reinterpret_cast<const BlockQ4_K*>(p.w[r]) + i, wd[r]);
+            for (int t = 0; t < NT; ++t) {
+                const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(p.x[t]) + i;
+                __m512i xq[4];
+                load_q8k(xb, xq);
+                const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
+                const float dx = load_scalar<float>(&xb->d);
+                for (int r = 0; r < NR; ++r) {
+                    __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                                    _mm512_maddubs_epi16(wd[r].w[0], xq[0]), wd[r].sc[0]);
+                    s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wd[r].w[1], xq[1]), wd[r].sc[1]);
+                    s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wd[r].w[2], xq[2]), wd[r].sc[2]);
+                    s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wd[r].w[3], xq[3]), wd[r].sc[3]);
+                    const __m256i m = _mm256_madd_epi16(bs, wd[r].mins);
+                    acc[r][t] = scale_accumulate(acc[r][t], s, m, wd[r].d, wd[r].dmin, dx);
+                }
+            }
         }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(0.125f * f16_to_f32(w[i].d) * x[i].d), _mm512_cvtepi32_ps(sumi), acc);
+        for (int r = 0; r < NR; ++r)
+            for (int t = 0; t < NT; ++t) o.put(r, t, _mm512_reduce_add_ps(acc[r][t]));
     }
-    return _mm512_reduce_add_ps(acc);
+};
+
+// ---------------------------------------------------------------------------
+// IQ2_XXS weights with Q8_K activations.
+//
+// The 64 bytes of qs are 16 u32: even ones hold four grid indices, odd ones
+// 28 sign bits (7 per 8 values; the eighth sign makes the count of negatives
+// even) and a 4-bit scale. All eight sign words are expanded at once in
+// vector registers (7 bits per byte, parity as bit 7); a pair of sub-blocks
+// (64 values) then has one 64-bit sign mask, one gathered register of grid
+// magnitudes and one i16 scale register.
+
+struct IQ2XXSWeights {
+    __m512i g[4];      // grid magnitudes, sub-blocks 2i and 2i+1
+    __m512i sc[4];     // 2*scale+1 as i16: sub-block 2i in lanes 0..15, 2i+1 in 16..31
+    __mmask64 neg[4];  // bit j set: value j of the pair is negative
+    float d;
+};
+
+inline void decode_iq2_xxs(const BlockIQ2_XXS* b, IQ2XXSWeights& out) {
+    const __m512i v = loadu512(b->qs);
+    // Sign words (odd lanes): 7-bit groups spread to bytes, parity into bit 7.
+    const __m512i m7 = _mm512_set1_epi32(0x7f);
+    __m512i e = _mm512_and_si512(v, m7);
+    e = _mm512_or_si512(e, _mm512_and_si512(_mm512_slli_epi32(v, 1), _mm512_slli_epi32(m7, 8)));
+    e = _mm512_or_si512(e, _mm512_and_si512(_mm512_slli_epi32(v, 2), _mm512_slli_epi32(m7, 16)));
+    e = _mm512_or_si512(e, _mm512_and_si512(_mm512_slli_epi32(v, 3), _mm512_slli_epi32(m7, 24)));
+    __m512i par = _mm512_xor_si512(e, _mm512_srli_epi32(e, 4));
+    par = _mm512_xor_si512(par, _mm512_srli_epi32(par, 2));
+    par = _mm512_xor_si512(par, _mm512_srli_epi32(par, 1));
+    const __m512i sgn = _mm512_or_si512(e, _mm512_slli_epi32(_mm512_and_si512(par, _mm512_set1_epi32(0x01010101)), 7));
+    // Even lanes: index words; odd lanes: sign words. Compress into
+    // [8 index words | 8 sign words].
+    const __m512i mixed = _mm512_mask_blend_epi32(0xAAAA, v, sgn);
+    const __m512i perm = _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15), mixed);
+    const __m512i idx = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(perm));          // sub-blocks 0..3
+    const __m512i idx2 = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(perm, 1));  // sub-blocks 4..7
+    const long long* grid = reinterpret_cast<const long long*>(quant::kIq2xxsGrid.data());
+    out.g[0] = _mm512_i32gather_epi64(_mm512_castsi512_si256(idx), grid, 8);
+    out.g[1] = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(idx, 1), grid, 8);
+    out.g[2] = _mm512_i32gather_epi64(_mm512_castsi512_si256(idx2), grid, 8);
+    out.g[3] = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(idx2, 1), grid, 8);
+    const __m256i sw = _mm512_extracti64x4_epi64(perm, 1);
+    out.neg[0] = _cvtu64_mask64(static_cast<uint64_t>(_mm256_extract_epi64(sw, 0)));
+    out.neg[1] = _cvtu64_mask64(static_cast<uint64_t>(_mm256_extract_epi64(sw, 1)));
+    out.neg[2] = _cvtu64_mask64(static_cast<uint64_t>(_mm256_extract_epi64(sw, 2)));
+    out.neg[3] = _cvtu64_mask64(static_cast<uint64_t>(_mm256_extract_epi64(sw, 3)));
+    // 2*scale+1 in the low half of each odd u32 lane.
+    const __m512i sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 27), _mm512_set1_epi32(0x1e)),
+                                       _mm512_set1_epi32(1));
+    for (int i = 0; i < 4; ++i) {
+        const __m512i sel = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<short>(8 * i + 2))),
+                                               _mm256_set1_epi16(static_cast<short>(8 * i + 6)), 1);
+        out.sc[i] = _mm512_permutexvar_epi16(sel, sc);
+    }
+    out.d = half_to_float(load_scalar<uint16_t>(&b->d));
 }
 
-template <class W, class A, float (*Dot)(const W*, const A*, int64_t), int kBlock>
-void rows_kernel(const Matrix& M, const Activations& x, float* y, int64_t stride, int64_t r0, int64_t r1) {
-    const int64_t nb = M.cols / kBlock;
-    const auto* base = static_cast<const uint8_t*>(M.data);
-    for (int64_t r = r0; r < r1; ++r) {
-        const W* w = reinterpret_cast<const W*>(base + static_cast<size_t>(r) * M.row_bytes);
-        for (int64_t t = 0; t < x.n_tok(); ++t) y[t * stride + r] = Dot(w, reinterpret_cast<const A*>(x.row(t)), nb);
+struct IQ2XXSKernel {
+    static constexpr int kDecodeRows = 2;
+    static constexpr int kBatchRows = 1;
+    static constexpr int kBatchToks = 4;
+
+    template <int NR, int NT>
+    static void tile(const TilePtrs<NR, NT>& p, int64_t cols, const Out& o) {
+        const int64_t nb = cols / kQK_K;
+        __m512 acc[NR][NT];
+        for (int r = 0; r < NR; ++r)
+            for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+        const __m512i zero = _mm512_setzero_si512();
+        for (int64_t i = 0; i < nb; ++i) {
+            IQ2XXSWeights wd[NR];
+            for (int r = 0; r < NR; ++r) decode_iq2_xxs(reinterpret_cast<const BlockIQ2_XXS*>(p.w[r]) + i, wd[r]);
+            for (int t = 0; t < NT; ++t) {
+                const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(p.x[t]) + i;
+                __m512i xq[4];
+                load_q8k(xb, xq);
+                const float dx = load_scalar<float>(&xb->d);
+                for (int r = 0; r < NR; ++r) {
+                    __m512i s = zero;
+                    for (int j = 0; j < 4; ++j) {
+                        const __m512i xs = _mm512_mask_sub_epi8(xq[j], wd[r].neg[j], zero, xq[j]);
+                        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wd[r].g[j], xs), wd[r].sc[j]);
+                    }
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(wd[r].d * dx * 0.125f), acc[r][t]);
+                }
+            }
+        }
+        for (int r = 0; r < NR; ++r)
+            for (int t = 0; t < NT; ++t) o.put(r, t, _mm512_reduce_add_ps(acc[r][t]));
     }
+};
+
+void f32_rows(const Matrix& W, const Activations& x, float* y, int64_t ys, int64_t rb, int64_t re) {
+    run<FloatKernel<LoadF32>>(W, x, y, ys, rb, re);
+}
+void f16_rows(const Matrix& W, const Activations& x, float* y, int64_t ys, int64_t rb, int64_t re) {
+    run<FloatKernel<LoadF16>>(W, x, y, ys, rb, re);
+}
+void bf16_rows(const Matrix& W, const Activations& x, float* y, int64_t ys, int64_t rb, int64_t re) {
+    run<FloatKernel<LoadBF16>>(W, x, y, ys, rb, re);
+}
+void q8_0_rows(const Matrix& W, const Activations& x, float* y, int64_t ys, int64_t rb, int64_t re) {
+    run<Q8_0Kernel>(W, x, y, ys, rb, re);
+}
+void q2_K_rows(const Matrix& W, const Activations& x, float* y, int64_t ys, int64_t rb, int64_t re) {
+    run<Q2KKernel>(W, x, y, ys, rb, re);
+}
+void q4_K_rows(const Matrix& W, const Activations& x, float* y, int64_t ys, int64_t rb, int64_t re) {
+    run<Q4KKernel>(W, x, y, ys, rb, re);
+}
+void iq2_xxs_rows(const Matrix& W, const Activations& x, float* y, int64_t ys, int64_t rb, int64_t re) {
+    run<IQ2XXSKernel>(W, x, y, ys, rb, re);
 }
 
 }  // namespace
 
 const KernelTable& avx512_kernels() {
-    static const KernelTable t = [] {
-        KernelTable k;
-        k.f32 = rows_kernel<float, float, dot_f32, 1>;
-        k.f16 = rows_kernel<uint16_t, float, dot_f16, 1>;
-        k.bf16 = rows_kernel<uint16_t, float, dot_bf16, 1>;
-        k.q8_0 = rows_kernel<BlockQ8_0, BlockQ8_0, dot_q8_0, kQK8_0>;
-        k.q2_K = rows_kernel<BlockQ2_K, BlockQ8_K, dot_q2_K, kQK_K>;
-        k.q4_K = rows_kernel<BlockQ4_K, BlockQ8_K, dot_q4_K, kQK_K>;
-        k.iq2_xxs = rows_kernel<BlockIQ2_XXS, BlockQ8_K, dot_iq2_xxs, kQK_K>;
-        return k;
-    }();
-    return t;
+    static const KernelTable table{
+        .f32 = f32_rows,
+        .f16 = f16_rows,
+        .bf16 = bf16_rows,
+        .q8_0 = q8_0_rows,
+        .q2_K = q2_K_rows,
+        .q4_K = q4_K_rows,
+        .iq2_xxs = iq2_xxs_rows,
+    };
+    return table;
 }
 
 }  // namespace ds4::kernels::detail
