@@ -42,16 +42,17 @@ DType tensor_type_for_mix(std::string_view name, size_t n_dims, WeightMix mix) {
     if (ends_with_any(name, {"ffn_gate_exps.weight", "ffn_up_exps.weight"}))
         return mix == WeightMix::Q2 ? DType::IQ2_XXS : DType::Q4_K;
     if (ends_with(name, "ffn_down_exps.weight")) return mix == WeightMix::Q2 ? DType::Q2_K : DType::Q4_K;
-    if (name == "output.weight" ||
-        ends_with_any(name, {".attn_q_a.weight", ".attn_q_b.weight", ".attn_kv.weight", ".attn_output_a.weight",
-                             ".attn_output_b.weight", ".ffn_gate_shexp.weight", ".ffn_up_shexp.weight",
-                             ".ffn_down_shexp.weight"}))
-        return DType::Q8_0;
+    // The indexer's projections are F16 although one ends like the attention's q_b.
     if (name == "token_embd.weight" || name == "output_hc_fn.weight" ||
         ends_with_any(name, {".hc_attn_fn.weight", ".hc_ffn_fn.weight", "_compressor_ape.weight",
                              "_compressor_kv.weight", "_compressor_gate.weight", ".indexer.attn_q_b.weight",
                              ".indexer.proj.weight", ".ffn_gate_inp.weight"}))
         return DType::F16;
+    if (name == "output.weight" ||
+        ends_with_any(name, {".attn_q_a.weight", ".attn_q_b.weight", ".attn_kv.weight", ".attn_output_a.weight",
+                             ".attn_output_b.weight", ".ffn_gate_shexp.weight", ".ffn_up_shexp.weight",
+                             ".ffn_down_shexp.weight"}))
+        return DType::Q8_0;
     fail(ErrorCode::InvalidArgument, "tensor '%.*s' is not part of the DeepSeek-V4-Flash layout",
          static_cast<int>(name.size()), name.data());
 }
