@@ -121,6 +121,9 @@ struct OpenOptions {
     // Refuse tensors whose type ds4 cannot compute with (default: accept any
     // known GGUF type so that tools can inspect foreign files).
     bool require_computable_types = false;
+    // Map every page at open (MAP_POPULATE): slower to open, but the first
+    // pass over the weights does not pay a page fault per 4 KiB.
+    bool populate = false;
 };
 
 // A parsed, memory-mapped GGUF file. Cheap to copy (shared mapping).

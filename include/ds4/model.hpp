@@ -41,6 +41,10 @@ struct ModelOptions {
     bool require_published_shape = false;
     // Load the tokenizer from the GGUF metadata when it is present.
     bool load_tokenizer = true;
+    // Map every page of the file at load (MAP_POPULATE, as llama.cpp's
+    // default prefetch): loading reads the whole file once, and decoding
+    // never stalls on page faults. Turn off for quick inspection of a file.
+    bool prefetch_weights = true;
 
     // Which backend runs what (ds4/backend.hpp). `backend` takes every
     // operation; a tensor matching a TensorOverride pattern (first match

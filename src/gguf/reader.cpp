@@ -305,7 +305,7 @@ File File::open(const std::string& path, const OpenOptions& options) {
         ::close(fd);
         fail(ErrorCode::CorruptFile, "%s: empty file, not a GGUF file", path.c_str());
     }
-    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE | (options.populate ? MAP_POPULATE : 0), fd, 0);
     const int e = errno;
     ::close(fd);
     if (p == MAP_FAILED) fail(ErrorCode::IoError, "%s: mmap failed: %s", path.c_str(), std::strerror(e));

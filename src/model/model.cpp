@@ -87,7 +87,9 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOpt
     Impl& im = *m->impl_;
     im.path = path;
     im.options = options;
-    im.file = gguf::File::open(path);
+    gguf::OpenOptions oo;
+    oo.populate = options.prefetch_weights;
+    im.file = gguf::File::open(path, oo);
     try {
         im.config = ModelConfig::from_gguf(im.file);
         if (options.require_published_shape) im.config.require_published_shape();
