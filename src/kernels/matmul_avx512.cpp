@@ -41,6 +41,7 @@
 #include <immintrin.h>
 #endif
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 
@@ -472,21 +473,73 @@ struct Q4KKernel {
 //
 // The 64 bytes of qs are 16 u32: even ones hold four grid indices, odd ones
 // 28 sign bits (7 per 8 values; the eighth sign makes the count of negatives
-// even) and a 4-bit scale. All eight sign words are expanded at once in
-// vector registers (7 bits per byte, parity as bit 7); a pair of sub-blocks
-// (64 values) then has one 64-bit sign mask, one gathered register of grid
-// magnitudes and one i16 scale register.
+// even) and a 4-bit scale. Super-blocks are decoded two at a time:
+//  - signs: the 16 sign words of both are expanded together in one register
+//    (7 bits per byte, parity into bit 7) and stored as one 64-bit mask per
+//    pair of sub-blocks (64 values);
+//  - grid: the 32 indices of a super-block look up 16-bit codes in a table
+//    held in eight registers (VPERMT2W); a pair's 8 codes are then widened to
+//    64 magnitude bytes (VPERMW, VPSRLVW, VPSHUFB);
+//  - the signs are applied to the activations (masked subtract), the
+//    magnitudes multiplied in (VPMADDUBSW) and the scales 2s+1 applied in
+//    VPDPWSSD.
 
-struct IQ2XXSWeights {
-    __m512i g[4];      // grid magnitudes, sub-blocks 2i and 2i+1
-    __m512i sc[4];     // 2*scale+1 as i16: sub-block 2i in lanes 0..15, 2i+1 in 16..31
-    __mmask64 neg[4];  // bit j set: value j of the pair is negative
-    float d;
+// A codeword in 16 bits: the digit (0, 1, 2 for magnitudes 8, 25, 43) of
+// element j sits at bit 2*(j/2) + 8*(j%2), so shifting right by 2m and
+// masking with 0x0303 leaves the digits of elements 2m and 2m+1 in the two
+// bytes of a 16-bit lane.
+constexpr std::array<uint16_t, 256> make_iq2_codes() {
+    std::array<uint16_t, 256> out{};
+    for (int i = 0; i < 256; ++i) {
+        const uint64_t g = quant::kIq2xxsGrid[static_cast<size_t>(i)];
+        uint16_t code = 0;
+        for (int j = 0; j < 8; ++j) {
+            const uint8_t m = static_cast<uint8_t>(g >> (8 * j));
+            const uint16_t digit = m == 8 ? 0 : m == 25 ? 1 : 2;
+            code = static_cast<uint16_t>(code | digit << (2 * (j / 2) + 8 * (j % 2)));
+        }
+        out[static_cast<size_t>(i)] = code;
+    }
+    return out;
+}
+alignas(64) constexpr std::array<uint16_t, 256> kIq2Codes = make_iq2_codes();
+
+struct IQ2Consts {
+    __m512i table[8];  // the 256 codes, 64 per VPERMT2W register pair
+    __m512i shifts;    // 2 * (lane % 4) per u16 lane
+    __m512i mag;       // digit -> magnitude, per 128-bit lane
+    __m512i m0303;
+    __m512i widen[4];  // u16 lane w <- code 8i + w/4
+    __m512i scale[4];  // u16 lanes 0..15 <- u16 8i+2, lanes 16..31 <- u16 8i+6
+    IQ2Consts() {
+        for (int i = 0; i < 8; ++i) table[i] = _mm512_load_si512(kIq2Codes.data() + 32 * i);
+        shifts = _mm512_set1_epi64(0x0006000400020000ll);
+        mag = _mm512_broadcast_i32x4(_mm_setr_epi8(8, 25, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+        m0303 = _mm512_set1_epi16(0x0303);
+        alignas(64) uint16_t w[32];
+        for (int i = 0; i < 4; ++i) {
+            for (int l = 0; l < 32; ++l) w[l] = static_cast<uint16_t>(8 * i + l / 4);
+            widen[i] = _mm512_load_si512(w);
+            for (int l = 0; l < 32; ++l) w[l] = static_cast<uint16_t>(l < 16 ? 8 * i + 2 : 8 * i + 6);
+            scale[i] = _mm512_load_si512(w);
+        }
+    }
 };
 
-inline void decode_iq2_xxs(const BlockIQ2_XXS* b, IQ2XXSWeights& out) {
-    const __m512i v = loadu512(b->qs);
-    // Sign words (odd lanes): 7-bit groups spread to bytes, parity into bit 7.
+// Codes for 32 grid indices (u16 lanes, 0..255).
+inline __m512i iq2_codes(const IQ2Consts& c, __m512i idx) {
+    const __m512i l0 = _mm512_permutex2var_epi16(c.table[0], idx, c.table[1]);
+    const __m512i l1 = _mm512_permutex2var_epi16(c.table[2], idx, c.table[3]);
+    const __m512i l2 = _mm512_permutex2var_epi16(c.table[4], idx, c.table[5]);
+    const __m512i l3 = _mm512_permutex2var_epi16(c.table[6], idx, c.table[7]);
+    const __mmask32 b6 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(0x40));
+    const __mmask32 b7 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(0x80));
+    return _mm512_mask_blend_epi16(b7, _mm512_mask_blend_epi16(b6, l0, l1), _mm512_mask_blend_epi16(b6, l2, l3));
+}
+
+// Sign words (in every u32 lane) -> 32 sign bits: 7-bit groups spread to
+// bytes, parity of each group into bit 7.
+inline __m512i iq2_signs(__m512i v) {
     const __m512i m7 = _mm512_set1_epi32(0x7f);
     __m512i e = _mm512_and_si512(v, m7);
     e = _mm512_or_si512(e, _mm512_and_si512(_mm512_slli_epi32(v, 1), _mm512_slli_epi32(m7, 8)));
@@ -495,67 +548,241 @@ inline void decode_iq2_xxs(const BlockIQ2_XXS* b, IQ2XXSWeights& out) {
     __m512i par = _mm512_xor_si512(e, _mm512_srli_epi32(e, 4));
     par = _mm512_xor_si512(par, _mm512_srli_epi32(par, 2));
     par = _mm512_xor_si512(par, _mm512_srli_epi32(par, 1));
-    const __m512i sgn = _mm512_or_si512(e, _mm512_slli_epi32(_mm512_and_si512(par, _mm512_set1_epi32(0x01010101)), 7));
-    // Even lanes: index words; odd lanes: sign words. Compress into
-    // [8 index words | 8 sign words].
-    const __m512i mixed = _mm512_mask_blend_epi32(0xAAAA, v, sgn);
-    const __m512i perm = _mm512_permutexvar_epi32(
-        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15), mixed);
-    const __m512i idx = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(perm));          // sub-blocks 0..3
-    const __m512i idx2 = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(perm, 1));  // sub-blocks 4..7
-    const long long* grid = reinterpret_cast<const long long*>(quant::kIq2xxsGrid.data());
-    out.g[0] = _mm512_i32gather_epi64(_mm512_castsi512_si256(idx), grid, 8);
-    out.g[1] = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(idx, 1), grid, 8);
-    out.g[2] = _mm512_i32gather_epi64(_mm512_castsi512_si256(idx2), grid, 8);
-    out.g[3] = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(idx2, 1), grid, 8);
-    const __m256i sw = _mm512_extracti64x4_epi64(perm, 1);
-    out.neg[0] = _cvtu64_mask64(static_cast<uint64_t>(_mm256_extract_epi64(sw, 0)));
-    out.neg[1] = _cvtu64_mask64(static_cast<uint64_t>(_mm256_extract_epi64(sw, 1)));
-    out.neg[2] = _cvtu64_mask64(static_cast<uint64_t>(_mm256_extract_epi64(sw, 2)));
-    out.neg[3] = _cvtu64_mask64(static_cast<uint64_t>(_mm256_extract_epi64(sw, 3)));
-    // 2*scale+1 in the low half of each odd u32 lane.
-    const __m512i sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 27), _mm512_set1_epi32(0x1e)),
-                                       _mm512_set1_epi32(1));
-    for (int i = 0; i < 4; ++i) {
-        const __m512i sel = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<short>(8 * i + 2))),
-                                               _mm256_set1_epi16(static_cast<short>(8 * i + 6)), 1);
-        out.sc[i] = _mm512_permutexvar_epi16(sel, sc);
-    }
-    out.d = half_to_float(load_scalar<uint16_t>(&b->d));
+    return _mm512_or_si512(e, _mm512_slli_epi32(_mm512_and_si512(par, _mm512_set1_epi32(0x01010101)), 7));
+}
+
+// Decoded form of one super-block, minus the per-pair widening.
+struct IQ2Block {
+    __m512i codes;  // 32 codes, sub-block s at u16 lanes 4s..4s+3
+    __m512i sc;     // 2*scale+1 in the low half of each odd u32 lane
+    float d;
+};
+
+// Decodes super-blocks a and b (b may equal a); signs[0..3] get a's pair
+// masks and signs[4..7] b's.
+inline void iq2_decode2(const BlockIQ2_XXS* a, const BlockIQ2_XXS* b, const IQ2Consts& c, IQ2Block& da,
+                        IQ2Block& db, uint64_t* signs) {
+    const __m512i va = loadu512(a->qs), vb = loadu512(b->qs);
+    // Sign words: a's in odd lanes, b's moved to the even lanes.
+    const __m512i sw = iq2_signs(_mm512_mask_blend_epi32(0x5555, va, _mm512_srli_epi64(vb, 32)));
+    _mm512_store_si512(signs, _mm512_permutexvar_epi32(
+                                  _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14), sw));
+    // Index words: a's then b's.
+    const __m512i iw = _mm512_permutex2var_epi32(
+        va, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), vb);
+    da.codes = iq2_codes(c, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(iw)));
+    db.codes = iq2_codes(c, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(iw, 1)));
+    const __m512i m1e = _mm512_set1_epi32(0x1e), one = _mm512_set1_epi32(1);
+    da.sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(va, 27), m1e), one);
+    db.sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(vb, 27), m1e), one);
+    da.d = half_to_float(load_scalar<uint16_t>(&a->d));
+    db.d = half_to_float(load_scalar<uint16_t>(&b->d));
 }
 
 struct IQ2XXSKernel {
-    static constexpr int kDecodeRows = 2;
+    static constexpr int kDecodeRows = 1;
     static constexpr int kBatchRows = 1;
     static constexpr int kBatchToks = 4;
 
-    template <int NR, int NT>
-    static void tile(const TilePtrs<NR, NT>& p, int64_t cols, const Out& o) {
-        const int64_t nb = cols / kQK_K;
-        __m512 acc[NR][NT];
-        for (int r = 0; r < NR; ++r)
-            for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
-        const __m512i zero = _mm512_setzero_si512();
-        for (int64_t i = 0; i < nb; ++i) {
-            IQ2XXSWeights wd[NR];
-            for (int r = 0; r < NR; ++r) decode_iq2_xxs(reinterpret_cast<const BlockIQ2_XXS*>(p.w[r]) + i, wd[r]);
+    // Super-block i of every token in the tile, then acc += isum * d * dx / 8.
+    template <int NT>
+    static inline void block(const IQ2Block& blk, const uint64_t* signs, const IQ2Consts& c,
+                             const BlockQ8_K* const* x, int64_t i, __m512 (&acc)[NT]) {
+        __m512i s[NT];
+        for (int t = 0; t < NT; ++t) s[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 4; ++j) {
+            const __m512i code = _mm512_srlv_epi16(_mm512_permutexvar_epi16(c.widen[j], blk.codes), c.shifts);
+            const __m512i g = _mm512_shuffle_epi8(c.mag, _mm512_and_si512(code, c.m0303));
+            const __m512i sc = _mm512_permutexvar_epi16(c.scale[j], blk.sc);
+            const __mmask64 neg = _cvtu64_mask64(signs[j]);
             for (int t = 0; t < NT; ++t) {
-                const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(p.x[t]) + i;
-                __m512i xq[4];
-                load_q8k(xb, xq);
-                const float dx = load_scalar<float>(&xb->d);
-                for (int r = 0; r < NR; ++r) {
-                    __m512i s = zero;
-                    for (int j = 0; j < 4; ++j) {
-                        const __m512i xs = _mm512_mask_sub_epi8(xq[j], wd[r].neg[j], zero, xq[j]);
-                        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wd[r].g[j], xs), wd[r].sc[j]);
-                    }
-                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(wd[r].d * dx * 0.125f), acc[r][t]);
-                }
+                const __m512i xq = loadu512(x[t][i].qs + 64 * j);
+                const __m512i xs = _mm512_mask_sub_epi8(xq, neg, _mm512_setzero_si512(), xq);
+                s[t] = _mm512_dpwssd_epi32(s[t], _mm512_maddubs_epi16(g, xs), sc);
             }
         }
-        for (int r = 0; r < NR; ++r)
-            for (int t = 0; t < NT; ++t) o.put(r, t, _mm512_reduce_add_ps(acc[r][t]));
+        for (int t = 0; t < NT; ++t) {
+            const float dx = load_scalar<float>(&x[t][i].d);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_set1_ps(blk.d * dx * 0.125f), acc[t]);
+        }
+    }
+
+    template <int NR, int NT>
+    static void tile(const TilePtrs<NR, NT>& p, int64_t cols, const Out& o) {
+        static_assert(NR == 1);
+        const int64_t nb = cols / kQK_K;
+        const BlockIQ2_XXS* w = reinterpret_cast<const BlockIQ2_XXS*>(p.w[0]);
+        const BlockQ8_K* x[NT];
+        for (int t = 0; t < NT; ++t) x[t] = reinterpret_cast<const BlockQ8_K*>(p.x[t]);
+        const IQ2Consts c;
+        __m512 acc[NT];
+        for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+        alignas(64) uint64_t signs[8];
+        int64_t i = 0;
+        for (; i + 2 <= nb; i += 2) {
+            IQ2Block a, b;
+            iq2_decode2(w + i, w + i + 1, c, a, b, signs);
+            block<NT>(a, signs, c, x, i, acc);
+            block<NT>(b, signs + 4, c, x, i + 1, acc);
+        }
+        if (i < nb) {
+            IQ2Block a, b;
+            iq2_decode2(w + i, w + i, c, a, b, signs);
+            block<NT>(a, signs, c, x, i, acc);
+        }
+        for (int t = 0; t < NT; ++t) o.put(0, t, _mm512_reduce_add_ps(acc[t]));
+    }
+};
+
+// ---------------------------------------------------------------------------
+// IQ2_XXS with AVX512_VBMI (byte permutes and VPMULTISHIFTQB), chosen at run
+// time when the CPU has it (Ice Lake and Zen 4 onwards). Same arithmetic as
+// IQ2XXSKernel, fewer instructions per super-block:
+//  - signs: the 7-bit groups are cut out with one VPMULTISHIFTQB and mapped
+//    to sign bytes through the 128-entry sign table (VPERMT2B), which gives
+//    the 64-bit pair masks directly;
+//  - grid: the low and high bytes of the 16-bit codes come from two byte
+//    tables (VPERMT2B, 128 entries per register pair); a pair's codes are
+//    placed one per 64-bit lane (VPERMT2B), their 2-bit digits cut out
+//    (VPMULTISHIFTQB) and mapped to magnitudes (VPERMB).
+
+#define DS4_VBMI __attribute__((target("avx512vbmi")))
+
+// Plain layout: digit of element j at bits 2j, 2j+1.
+constexpr std::array<uint8_t, 512> make_iq2_code_bytes() {
+    std::array<uint8_t, 512> out{};  // [0, 256): low bytes, [256, 512): high bytes
+    for (int i = 0; i < 256; ++i) {
+        const uint64_t g = quant::kIq2xxsGrid[static_cast<size_t>(i)];
+        uint16_t code = 0;
+        for (int j = 0; j < 8; ++j) {
+            const uint8_t m = static_cast<uint8_t>(g >> (8 * j));
+            const uint16_t digit = m == 8 ? 0 : m == 25 ? 1 : 2;
+            code = static_cast<uint16_t>(code | digit << (2 * j));
+        }
+        out[static_cast<size_t>(i)] = static_cast<uint8_t>(code);
+        out[static_cast<size_t>(256 + i)] = static_cast<uint8_t>(code >> 8);
+    }
+    return out;
+}
+alignas(64) constexpr std::array<uint8_t, 512> kIq2CodeBytes = make_iq2_code_bytes();
+alignas(64) constexpr std::array<uint8_t, 128> kIq2SignBytes = quant::kIq2Signs;
+
+struct IQ2VbmiConsts {
+    __m512i lo[4], hi[4];  // code bytes for indices 0..63, 64..127, 128..191, 192..255
+    __m512i signs[2];      // sign table, entries 0..63 and 64..127
+    __m512i mag;           // 6-bit index -> magnitude of its low 2 bits
+    __m512i cut_signs;     // VPMULTISHIFTQB control: bits 0,7,14,21,32,39,46,53
+    __m512i cut_digits;    // VPMULTISHIFTQB control: bits 0,2,..,14
+    __m512i place[8];      // pair P: code 8P+k' (low, high byte) into bytes 8k', 8k'+1
+    __m512i scale[8];      // pair P: u16 lanes 0..15 <- u16 2*(2P'), 16..31 <- 2*(2P'+1) (+16 for b)
+    DS4_VBMI IQ2VbmiConsts() {
+        for (int i = 0; i < 4; ++i) {
+            lo[i] = _mm512_load_si512(kIq2CodeBytes.data() + 64 * i);
+            hi[i] = _mm512_load_si512(kIq2CodeBytes.data() + 256 + 64 * i);
+        }
+        signs[0] = _mm512_load_si512(kIq2SignBytes.data());
+        signs[1] = _mm512_load_si512(kIq2SignBytes.data() + 64);
+        alignas(64) uint8_t b[64];
+        for (int n = 0; n < 64; ++n) b[n] = (n & 3) == 0 ? 8 : (n & 3) == 1 ? 25 : (n & 3) == 2 ? 43 : 0;
+        mag = _mm512_load_si512(b);
+        cut_signs = _mm512_set1_epi64(0x352e2720150e0700ll);
+        cut_digits = _mm512_set1_epi64(0x0e0c0a0806040200ll);
+        for (int P = 0; P < 8; ++P) {
+            for (int n = 0; n < 64; ++n) {
+                const int k = n / 8, byte = n % 8;
+                b[n] = static_cast<uint8_t>(byte == 0 ? 8 * P + k : byte == 1 ? 64 + 8 * P + k : 0);
+            }
+            place[P] = _mm512_load_si512(b);
+            alignas(64) uint16_t w[32];
+            const int base = (P / 4) * 16 + 2 * (2 * (P % 4));
+            for (int l = 0; l < 32; ++l) w[l] = static_cast<uint16_t>(l < 16 ? base : base + 2);
+            scale[P] = _mm512_load_si512(w);
+        }
+    }
+};
+
+// Both super-blocks: 64 sign masks, 64 codes (low/high bytes) and scales.
+struct IQ2VbmiPair {
+    __m512i lo, hi;  // code bytes: a's 32 codes then b's
+    __m512i sc;      // 2*scale+1: u32 lanes 0..7 a's sub-blocks, 8..15 b's
+    float da, db;
+};
+
+DS4_VBMI inline void iq2_vbmi_decode2(const BlockIQ2_XXS* a, const BlockIQ2_XXS* b, const IQ2VbmiConsts& c,
+                                      IQ2VbmiPair& out, uint64_t* signs) {
+    const __m512i va = loadu512(a->qs), vb = loadu512(b->qs);
+    const __m512i aw = _mm512_permutex2var_epi32(
+        va, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), vb);
+    const __m512i iw = _mm512_permutex2var_epi32(
+        va, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), vb);
+    // 64-bit lane = sign words of sub-blocks 2k, 2k+1 -> eight 7-bit groups -> eight sign bytes.
+    const __m512i groups = _mm512_multishift_epi64_epi8(c.cut_signs, aw);
+    _mm512_store_si512(signs, _mm512_permutex2var_epi8(c.signs[0], groups, c.signs[1]));
+    const __mmask64 high = _mm512_movepi8_mask(iw);
+    out.lo = _mm512_mask_blend_epi8(high, _mm512_permutex2var_epi8(c.lo[0], iw, c.lo[1]),
+                                    _mm512_permutex2var_epi8(c.lo[2], iw, c.lo[3]));
+    out.hi = _mm512_mask_blend_epi8(high, _mm512_permutex2var_epi8(c.hi[0], iw, c.hi[1]),
+                                    _mm512_permutex2var_epi8(c.hi[2], iw, c.hi[3]));
+    out.sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(aw, 27), _mm512_set1_epi32(0x1e)),
+                             _mm512_set1_epi32(1));
+    out.da = half_to_float(load_scalar<uint16_t>(&a->d));
+    out.db = half_to_float(load_scalar<uint16_t>(&b->d));
+}
+
+struct IQ2XXSVbmiKernel {
+    static constexpr int kDecodeRows = 1;
+    static constexpr int kBatchRows = 1;
+    static constexpr int kBatchToks = 4;
+
+    // Super-block i (half h of the decoded pair) for every token of the tile.
+    template <int NT>
+    DS4_VBMI static inline void block(const IQ2VbmiPair& dp, int h, float d, const uint64_t* signs,
+                                      const IQ2VbmiConsts& c, const BlockQ8_K* const* x, int64_t i,
+                                      __m512 (&acc)[NT]) {
+        __m512i s[NT];
+        for (int t = 0; t < NT; ++t) s[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 4; ++j) {
+            const int P = 4 * h + j;
+            const __m512i code = _mm512_permutex2var_epi8(dp.lo, c.place[P], dp.hi);
+            const __m512i g = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(c.cut_digits, code), c.mag);
+            const __m512i sc = _mm512_permutexvar_epi16(c.scale[P], dp.sc);
+            const __mmask64 neg = _cvtu64_mask64(signs[P]);
+            for (int t = 0; t < NT; ++t) {
+                const __m512i xq = loadu512(x[t][i].qs + 64 * j);
+                const __m512i xs = _mm512_mask_sub_epi8(xq, neg, _mm512_setzero_si512(), xq);
+                s[t] = _mm512_dpwssd_epi32(s[t], _mm512_maddubs_epi16(g, xs), sc);
+            }
+        }
+        for (int t = 0; t < NT; ++t) {
+            const float dx = load_scalar<float>(&x[t][i].d);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_set1_ps(d * dx * 0.125f), acc[t]);
+        }
+    }
+
+    template <int NR, int NT>
+    DS4_VBMI static void tile(const TilePtrs<NR, NT>& p, int64_t cols, const Out& o) {
+        static_assert(NR == 1);
+        const int64_t nb = cols / kQK_K;
+        const BlockIQ2_XXS* w = reinterpret_cast<const BlockIQ2_XXS*>(p.w[0]);
+        const BlockQ8_K* x[NT];
+        for (int t = 0; t < NT; ++t) x[t] = reinterpret_cast<const BlockQ8_K*>(p.x[t]);
+        const IQ2VbmiConsts c;
+        __m512 acc[NT];
+        for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+        alignas(64) uint64_t signs[8];
+        int64_t i = 0;
+        for (; i + 2 <= nb; i += 2) {
+            IQ2VbmiPair dp;
+            iq2_vbmi_decode2(w + i, w + i + 1, c, dp, signs);
+            block<NT>(dp, 0, dp.da, signs, c, x, i, acc);
+            block<NT>(dp, 1, dp.db, signs, c, x, i + 1, acc);
+        }
+        if (i < nb) {
+            IQ2VbmiPair dp;
+            iq2_vbmi_decode2(w + i, w + i, c, dp, signs);
+            block<NT>(dp, 0, dp.da, signs, c, x, i, acc);
+        }
+        for (int t = 0; t < NT; ++t) o.put(0, t, _mm512_reduce_add_ps(acc[t]));
     }
 };
 
@@ -580,6 +807,9 @@ void q4_K_rows(const Matrix& W, const Activations& x, float* y, int64_t ys, int6
 void iq2_xxs_rows(const Matrix& W, const Activations& x, float* y, int64_t ys, int64_t rb, int64_t re) {
     run<IQ2XXSKernel>(W, x, y, ys, rb, re);
 }
+void iq2_xxs_rows_vbmi(const Matrix& W, const Activations& x, float* y, int64_t ys, int64_t rb, int64_t re) {
+    run<IQ2XXSVbmiKernel>(W, x, y, ys, rb, re);
+}
 
 }  // namespace
 
@@ -591,7 +821,7 @@ const KernelTable& avx512_kernels() {
         .q8_0 = q8_0_rows,
         .q2_K = q2_K_rows,
         .q4_K = q4_K_rows,
-        .iq2_xxs = iq2_xxs_rows,
+        .iq2_xxs = __builtin_cpu_supports("avx512vbmi") ? iq2_xxs_rows_vbmi : iq2_xxs_rows,
     };
     return table;
 }
