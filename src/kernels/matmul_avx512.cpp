@@ -83,6 +83,18 @@ inline __m512i load_2x256(const void* lo, const void* hi) {
                               _mm256_loadu_si256(static_cast<const __m256i*>(hi)), 1);
 }
 
+// Software prefetch of weight bytes [p + ahead, p + ahead + bytes) into L1,
+// `ahead` bytes further along the same row. With several vector operations
+// per weight byte the core keeps too few cache misses in flight for the
+// hardware prefetcher alone to reach the memory bandwidth; asking a fixed
+// distance ahead closes most of the gap (measured per type: about 4 KiB
+// ahead in all for Q8_0, up to 8 KiB for Q4_K).
+template <int Ahead>
+inline void prefetch_ahead(const void* p, int bytes) {
+    const char* c = static_cast<const char*>(p) + Ahead;
+    for (int i = 0; i < bytes; i += 64) _mm_prefetch(c + i, _MM_HINT_T0);
+}
+
 // Where the result of (tile row r, tile token t) goes.
 struct Out {
     float* y;
@@ -187,6 +199,7 @@ struct FloatKernel {
             __m512 xv[NT];
             for (int t = 0; t < NT; ++t) xv[t] = _mm512_loadu_ps(p.x[t] + c * 4);
             for (int r = 0; r < NR; ++r) {
+                if (L::kBytes == 4 || (c & 16) == 0) prefetch_ahead<2048>(p.w[r] + c * L::kBytes, 64);
                 const __m512 w = L::load(p.w[r] + c * L::kBytes);
                 for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_fmadd_ps(w, xv[t], acc[r][t]);
             }
@@ -277,7 +290,10 @@ struct Q8_0Kernel {
         for (int r = 0; r < NR; ++r)
             for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
         int64_t k = 0;
-        for (; k + 8 <= nb; k += 8) group<NR, NT, 8>(w, x, k, 8, acc);
+        for (; k + 8 <= nb; k += 8) {
+            for (int r = 0; r < NR; ++r) prefetch_ahead<1024>(w[r] + k, 8 * static_cast<int>(sizeof(BlockQ8_0)));
+            group<NR, NT, 8>(w, x, k, 8, acc);
+        }
         if (k < nb) group<NR, NT, 0>(w, x, k, static_cast<int>(nb - k), acc);
         for (int r = 0; r < NR; ++r)
             for (int t = 0; t < NT; ++t) o.put(r, t, _mm512_reduce_add_ps(acc[r][t]));
@@ -361,7 +377,11 @@ struct Q2KKernel {
             for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
         for (int64_t i = 0; i < nb; ++i) {
             Q2KWeights wd[NR];
-            for (int r = 0; r < NR; ++r) decode_q2_K(reinterpret_cast<const BlockQ2_K*>(p.w[r]) + i, wd[r]);
+            for (int r = 0; r < NR; ++r) {
+                const BlockQ2_K* b = reinterpret_cast<const BlockQ2_K*>(p.w[r]) + i;
+                prefetch_ahead<2048>(b, sizeof(BlockQ2_K));
+                decode_q2_K(b, wd[r]);
+            }
             for (int t = 0; t < NT; ++t) {
                 const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(p.x[t]) + i;
                 __m512i xq[4];
@@ -445,7 +465,11 @@ struct Q4KKernel {
             for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
         for (int64_t i = 0; i < nb; ++i) {
             Q4KWeights wd[NR];
-            for (int r = 0; r < NR; ++r) decode_q4_K(reinterpret_cast<const BlockQ4_K*>(p.w[r]) + i, wd[r]);
+            for (int r = 0; r < NR; ++r) {
+                const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(p.w[r]) + i;
+                prefetch_ahead<4096>(b, sizeof(BlockQ4_K));
+                decode_q4_K(b, wd[r]);
+            }
             for (int t = 0; t < NT; ++t) {
                 const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(p.x[t]) + i;
                 __m512i xq[4];
@@ -621,6 +645,7 @@ struct IQ2XXSKernel {
         int64_t i = 0;
         for (; i + 2 <= nb; i += 2) {
             IQ2Block a, b;
+            prefetch_ahead<4096>(w + i, 2 * sizeof(BlockIQ2_XXS));
             iq2_decode2(w + i, w + i + 1, c, a, b, signs);
             block<NT>(a, signs, c, x, i, acc);
             block<NT>(b, signs + 4, c, x, i + 1, acc);
@@ -773,6 +798,7 @@ struct IQ2XXSVbmiKernel {
         int64_t i = 0;
         for (; i + 2 <= nb; i += 2) {
             IQ2VbmiPair dp;
+            prefetch_ahead<4096>(w + i, 2 * sizeof(BlockIQ2_XXS));
             iq2_vbmi_decode2(w + i, w + i + 1, c, dp, signs);
             block<NT>(dp, 0, dp.da, signs, c, x, i, acc);
             block<NT>(dp, 1, dp.db, signs, c, x, i + 1, acc);
