@@ -5,7 +5,7 @@
 // vector is loaded and decoded once per tile and used for all NT tokens; each
 // activation vector is loaded once per tile and used for all NR rows. Decode
 // (one token) uses tall tiles (several rows streamed at once, several
-// independent dependency chains); batches use tiles of up to 4 tokens, with
+// independent dependency chains); batches use tiles of up to 4 or 8 tokens, with
 // the row loop outside the token loop so that a row is read from memory once
 // and re-read from L1 for every further token tile.
 //
@@ -186,7 +186,7 @@ struct LoadBF16 {
 template <class L>
 struct FloatKernel {
     static constexpr int kDecodeRows = 4;
-    static constexpr int kBatchRows = 2;
+    static constexpr int kBatchRows = 4;
     static constexpr int kBatchToks = 4;
 
     template <int NR, int NT>
@@ -248,32 +248,39 @@ inline __m512i q8_0_pair(const BlockQ8_0* b, bool pair) {
 
 struct Q8_0Kernel {
     static constexpr int kDecodeRows = 4;
-    static constexpr int kBatchRows = 2;
+    static constexpr int kBatchRows = 4;
     static constexpr int kBatchToks = 4;
 
     // Blocks [k0, k0 + n) of every row and token, n <= 8.
+    //
+    // Signed x signed bytes through VPDPBUSD (unsigned x signed): the
+    // activations are biased by 128 (x ^ 0x80 = x + 128 as unsigned) and the
+    // accumulator starts at -128 * sum(w), so it ends at sum(x * w) exactly.
+    // The bias is applied once per token and the correction once per row.
     template <int NR, int NT, int N>
     static inline void group(const BlockQ8_0* const* w, const BlockQ8_0* const* x, int64_t k0, int n,
                              __m512 (&acc)[NR][NT]) {
         const int cnt = N ? N : n;
+        const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
         __m256 xs[NT];
         for (int t = 0; t < NT; ++t) xs[t] = q8_0_scales(x[t] + k0, cnt);
+        __m512 s[NR][NT];
         for (int r = 0; r < NR; ++r) {
             const __m256 ws = q8_0_scales(w[r] + k0, cnt);
-            __m512 s[NT];
-            for (int t = 0; t < NT; ++t) s[t] = _mm512_castps256_ps512(_mm256_mul_ps(ws, xs[t]));
-            for (int k = 0; k < cnt; k += 2) {
-                const bool pair = k + 1 < cnt;
+            for (int t = 0; t < NT; ++t) s[r][t] = _mm512_castps256_ps512(_mm256_mul_ps(ws, xs[t]));
+        }
+        for (int k = 0; k < cnt; k += 2) {
+            const bool pair = k + 1 < cnt;
+            const __m512i sel = _mm512_inserti64x4(_mm512_set1_epi32(k), _mm256_set1_epi32(k + 1), 1);
+            __m512i xu[NT];
+            for (int t = 0; t < NT; ++t) xu[t] = _mm512_xor_si512(q8_0_pair(x[t] + k0 + k, pair), bias);
+            for (int r = 0; r < NR; ++r) {
                 const __m512i wq = q8_0_pair(w[r] + k0 + k, pair);
-                const __m512i wa = _mm512_abs_epi8(wq);
-                const __mmask64 neg = _mm512_movepi8_mask(wq);
-                const __m512i sel = _mm512_inserti64x4(_mm512_set1_epi32(k), _mm256_set1_epi32(k + 1), 1);
+                const __m512i init =
+                    _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, wq));
                 for (int t = 0; t < NT; ++t) {
-                    const __m512i xq = q8_0_pair(x[t] + k0 + k, pair);
-                    const __m512i xsg = _mm512_mask_sub_epi8(xq, neg, _mm512_setzero_si512(), xq);
-                    const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wa, xsg);
-                    const __m512 sc = _mm512_permutexvar_ps(sel, s[t]);
-                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sc, acc[r][t]);
+                    const __m512i d = _mm512_dpbusd_epi32(init, xu[t], wq);
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(sel, s[r][t]), acc[r][t]);
                 }
             }
         }
@@ -367,7 +374,7 @@ inline void decode_q2_K(const BlockQ2_K* b, Q2KWeights& out) {
 struct Q2KKernel {
     static constexpr int kDecodeRows = 4;
     static constexpr int kBatchRows = 2;
-    static constexpr int kBatchToks = 4;
+    static constexpr int kBatchToks = 8;
 
     template <int NR, int NT>
     static void tile(const TilePtrs<NR, NT>& p, int64_t cols, const Out& o) {
@@ -455,7 +462,7 @@ inline void decode_q4_K(const BlockQ4_K* b, Q4KWeights& out) {
 struct Q4KKernel {
     static constexpr int kDecodeRows = 2;
     static constexpr int kBatchRows = 2;
-    static constexpr int kBatchToks = 4;
+    static constexpr int kBatchToks = 8;
 
     template <int NR, int NT>
     static void tile(const TilePtrs<NR, NT>& p, int64_t cols, const Out& o) {
@@ -606,7 +613,7 @@ inline void iq2_decode2(const BlockIQ2_XXS* a, const BlockIQ2_XXS* b, const IQ2C
 struct IQ2XXSKernel {
     static constexpr int kDecodeRows = 1;
     static constexpr int kBatchRows = 1;
-    static constexpr int kBatchToks = 4;
+    static constexpr int kBatchToks = 8;
 
     // Super-block i of every token in the tile, then acc += isum * d * dx / 8.
     template <int NT>
@@ -757,7 +764,7 @@ DS4_VBMI inline void iq2_vbmi_decode2(const BlockIQ2_XXS* a, const BlockIQ2_XXS*
 struct IQ2XXSVbmiKernel {
     static constexpr int kDecodeRows = 1;
     static constexpr int kBatchRows = 1;
-    static constexpr int kBatchToks = 4;
+    static constexpr int kBatchToks = 8;
 
     // Super-block i (half h of the decoded pair) for every token of the tile.
     template <int NT>
