@@ -3,6 +3,7 @@
 
 #include "ds4/backend.hpp"
 #include "ds4/capture.hpp"
+#include "ds4/chat.hpp"
 #include "ds4/config.hpp"
 #include "ds4/dtype.hpp"
 #include "ds4/error.hpp"
@@ -18,11 +19,6 @@
 #include "ds4/sampling.hpp"
 #include "ds4/session.hpp"
 #include "ds4/steering.hpp"
+#include "ds4/tokenizer.hpp"
 #include "ds4/types.hpp"
 #include "ds4/version.hpp"
-#if __has_include("ds4/tokenizer.hpp")
-#include "ds4/tokenizer.hpp"
-#endif
-#if __has_include("ds4/chat.hpp")
-#include "ds4/chat.hpp"
-#endif

@@ -102,14 +102,12 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOpt
         if (msg.rfind(path, 0) == 0) throw;
         throw Error(e.code(), path + ": " + msg);
     }
-#ifdef DS4_HAVE_TOKENIZER
     if (options.load_tokenizer && im.file.find("tokenizer.ggml.tokens")) {
         im.tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_gguf(im.file));
         if (static_cast<int64_t>(im.tokenizer->vocab_size()) > im.config.n_vocab)
             detail::fail(ErrorCode::UnsupportedModel, "%s: the tokenizer has %zu tokens but vocab_size is %d",
                          path.c_str(), im.tokenizer->vocab_size(), im.config.n_vocab);
     }
-#endif
     im.fingerprint = compute_fingerprint(im.file, im.config);
     DS4_LOG_INFO("loaded %s: %d layers, width %d, %d experts (%llu MiB routed experts mapped, %llu MiB other)",
                  path.c_str(), im.config.n_layer, im.config.n_embd, im.config.n_expert,

@@ -6,12 +6,7 @@
 
 #include "ds4/gguf.hpp"
 #include "ds4/model.hpp"
-#if __has_include("ds4/tokenizer.hpp")
 #include "ds4/tokenizer.hpp"
-#define DS4_HAVE_TOKENIZER 1
-#else
-namespace ds4 { DS4_INLINE_NAMESPACE_BEGIN class Tokenizer {}; DS4_INLINE_NAMESPACE_END }
-#endif
 #include "model/backend_assignment.hpp"
 #include "model/weights.hpp"
 #include "placement/expert_store.hpp"
