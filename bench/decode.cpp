@@ -1,0 +1,165 @@
+// bench/decode: prefill and decode speed of a full-width DS4 model.
+//
+// Generates (once, cached on disk) a model with the published dimensions and
+// dtypes and a few layers (default 4: hash/ratio-0, ratio-4, ratio-128,
+// ratio-4), prefills 512 tokens and decodes 64, and reports tokens/s, the
+// weight bytes each decoded token read (counted by the engine), the achieved
+// GB/s, that as a fraction of the machine's read bandwidth, and the
+// projection to the 43-layer model. Runs each mix and thread count asked for
+// and prints a table and CSV.
+//
+// usage: ds4-bench-decode [--layers N] [--mix q2,q4] [--threads 1,2] [--prefill N] [--decode N]
+//                         [--positions 1024,8192,32768] [--model-dir DIR] [--csv FILE]
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bandwidth.hpp"
+#include "bench_models.hpp"
+#include "ds4/model.hpp"
+#include "ds4/model_generator.hpp"
+#include "ds4/session.hpp"
+
+namespace {
+
+std::vector<int> parse_ints(const std::string& s) {
+    std::vector<int> v;
+    std::stringstream ss(s);
+    for (std::string x; std::getline(ss, x, ',');)
+        if (!x.empty()) v.push_back(std::atoi(x.c_str()));
+    return v;
+}
+
+std::vector<std::string> parse_list(const std::string& s) {
+    std::vector<std::string> v;
+    std::stringstream ss(s);
+    for (std::string x; std::getline(ss, x, ',');)
+        if (!x.empty()) v.push_back(x);
+    return v;
+}
+
+struct Row {
+    std::string mix;
+    int threads = 0;
+    int64_t position = 0;  // decode position (context length before decoding)
+    double prefill_tps = 0, decode_tps = 0;
+    double bytes_per_token = 0, gbs = 0, fraction = 0;
+    double tps_43 = 0;  // projection to 43 layers
+    double state_bytes_per_token = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int layers = 4, prefill = 512, decode = 64;
+    std::string mixes = "q2,q4", threads = "", positions = "", csv_path;
+    for (int i = 1; i < argc; ++i) {
+        auto next = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "%s needs a value\n", argv[i]);
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        const std::string a = argv[i];
+        if (a == "--layers") layers = std::atoi(next().c_str());
+        else if (a == "--mix") mixes = next();
+        else if (a == "--threads") threads = next();
+        else if (a == "--prefill") prefill = std::atoi(next().c_str());
+        else if (a == "--decode") decode = std::atoi(next().c_str());
+        else if (a == "--positions") positions = next();
+        else if (a == "--model-dir") setenv("DS4_BENCH_MODEL_DIR", next().c_str(), 1);
+        else if (a == "--csv") csv_path = next();
+        else {
+            std::fprintf(stderr, "unknown option %s (see the header of bench/decode.cpp)\n", a.c_str());
+            return 2;
+        }
+    }
+    if (layers < 1 || prefill < 1 || decode < 1) {
+        std::fprintf(stderr, "--layers, --prefill and --decode must be >= 1\n");
+        return 2;
+    }
+    std::vector<int> thread_counts = threads.empty() ? std::vector<int>{1, omp_get_num_procs()} : parse_ints(threads);
+    if (thread_counts.size() == 2 && thread_counts[0] == thread_counts[1]) thread_counts.pop_back();
+
+    try {
+        std::vector<Row> rows;
+        const double bw = ds4::bench::read_bandwidth_gbs(omp_get_num_procs());
+        std::printf("read bandwidth (all %d threads): %.2f GB/s\n", omp_get_num_procs(), bw);
+        for (const std::string& mix : parse_list(mixes)) {
+            const std::string path = ds4::bench::full_width_model(layers, mix);
+            for (int nt : thread_counts) {
+                ds4::ModelOptions mo;
+                mo.n_threads = nt;
+                auto model = ds4::Model::load(path, mo);
+                const auto& cfg = model->config();
+                std::vector<int64_t> starts = {prefill};
+                for (int p : parse_ints(positions)) starts.push_back(p);
+                for (int64_t start : starts) {
+                    ds4::SessionOptions so;
+                    so.context_size = start + decode + 1;
+                    so.prefill_chunk = 256;
+                    so.checkpoint_interval = 0;
+                    ds4::Session s(model, so);
+                    const auto prompt = ds4::bench::random_tokens(start, cfg.n_vocab, 1);
+                    s.prefill(prompt);
+                    auto st = s.stats();
+                    Row r;
+                    r.mix = mix;
+                    r.threads = nt;
+                    r.position = start;
+                    r.prefill_tps = static_cast<double>(st.prefill_tokens) / st.prefill_seconds;
+                    s.reset_stats();
+                    // Greedy decode (sampling is not part of the measurement).
+                    for (int k = 0; k < decode; ++k) {
+                        const auto lg = s.logits();
+                        size_t best = 0;
+                        for (size_t v = 1; v < lg.size(); ++v)
+                            if (lg[v] > lg[best]) best = v;
+                        s.decode(static_cast<ds4::TokenId>(best));
+                    }
+                    st = s.stats();
+                    r.decode_tps = static_cast<double>(st.decode_tokens) / st.decode_seconds;
+                    r.bytes_per_token = static_cast<double>(st.decode_weight_bytes) / static_cast<double>(st.decode_tokens);
+                    r.gbs = r.bytes_per_token * r.decode_tps / 1e9;
+                    r.fraction = r.gbs / bw;
+                    // 43 layers: the per-layer bytes scale, the head and embedding do not.
+                    const double head = static_cast<double>(cfg.n_vocab) * cfg.n_embd * 34.0 / 32.0;  // Q8_0 LM head
+                    const double per_layer = (r.bytes_per_token - head) / layers;
+                    const double bytes43 = head + per_layer * 43;
+                    r.tps_43 = r.gbs * 1e9 / bytes43;
+                    r.state_bytes_per_token = static_cast<double>(s.state_bytes()) / static_cast<double>(s.position());
+                    rows.push_back(r);
+                    std::printf(
+                        "%s %dL threads=%d pos=%lld: prefill %.2f tok/s, decode %.3f tok/s, %.1f MB/token, %.2f GB/s "
+                        "(%.0f%% of bandwidth), 43-layer projection %.3f tok/s, state %.0f B/token\n",
+                        mix.c_str(), layers, nt, static_cast<long long>(start), r.prefill_tps, r.decode_tps,
+                        r.bytes_per_token / 1e6, r.gbs, 100 * r.fraction, r.tps_43, r.state_bytes_per_token);
+                    std::fflush(stdout);
+                }
+            }
+        }
+        std::ostringstream csv;
+        csv << "mix,layers,threads,position,prefill_tok_s,decode_tok_s,weight_bytes_per_token,gb_s,fraction_of_bandwidth,"
+               "decode_tok_s_43_layers,state_bytes_per_token\n";
+        for (const Row& r : rows)
+            csv << r.mix << ',' << layers << ',' << r.threads << ',' << r.position << ',' << r.prefill_tps << ','
+                << r.decode_tps << ',' << r.bytes_per_token << ',' << r.gbs << ',' << r.fraction << ',' << r.tps_43 << ','
+                << r.state_bytes_per_token << '\n';
+        std::printf("\n%s", csv.str().c_str());
+        if (!csv_path.empty()) std::ofstream(csv_path) << csv.str();
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ds4-bench-decode: %s\n", e.what());
+        return 1;
+    }
+}
