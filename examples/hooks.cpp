@@ -8,15 +8,15 @@
 // usage: hooks [MODEL.gguf]   (without a model, a tiny random model is generated)
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <vector>
 
+#include "ds4/chat.hpp"
 #include "ds4/hook.hpp"
 #include "ds4/model.hpp"
-#include "ds4/model_generator.hpp"
 #include "ds4/session.hpp"
+#include "common/example_model.hpp"
 
 namespace {
 
@@ -90,18 +90,9 @@ double kl(const std::vector<double>& p, const std::vector<double>& q) {
 
 int main(int argc, char** argv) {
     try {
-        std::string path;
-        if (argc > 1) {
-            path = argv[1];
-        } else {
-            path = (std::filesystem::temp_directory_path() / "ds4-hooks-example.gguf").string();
-            ds4::GeneratorOptions gen;
-            gen.config = ds4::tiny_model_config();
-            ds4::generate_model(gen, path);
-            std::printf("generated a tiny random model at %s\n", path.c_str());
-        }
-        auto model = ds4::Model::load(path);
-        const std::vector<ds4::TokenId> prompt = {11, 42, 7, 300, 5, 99, 123, 8};
+        auto model = ds4::Model::load(example::model_path(argc, argv, "hooks"));
+        const std::vector<ds4::ChatMessage> chat = {{ds4::Role::User, "Which experts does this prompt reach?", ""}};
+        const std::vector<ds4::TokenId> prompt = ds4::render_chat(*model->tokenizer(), chat);
 
         std::printf("1. read-only hook: per-layer RMS and router choice for the last token\n");
         ds4::Session session(model);
