@@ -85,7 +85,7 @@ inline uint64_t sum_words(const uint64_t* p, size_t n) {
 
 // Best-of-`passes` read bandwidth in GB/s with `threads` OpenMP threads over
 // `bytes` bytes (rounded down to a multiple of 4 KiB per thread).
-inline double read_bandwidth_gbs(int threads, size_t bytes = size_t{1} << 30, int passes = 5) {
+inline double read_bandwidth_gbs(int threads, size_t bytes = size_t{1} << 30, int passes = 10) {
     threads = std::max(1, threads);
     const size_t words_per_thread = (bytes / 8 / static_cast<size_t>(threads)) & ~size_t{511};
     const size_t words = words_per_thread * static_cast<size_t>(threads);

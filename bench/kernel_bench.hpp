@@ -164,20 +164,26 @@ inline std::vector<float> random_activations(int64_t n, uint64_t seed) {
 }
 
 // Calls fn(i) with i = 0, 1, 2, ... for at least `min_seconds` and at least
-// `min_calls` calls (after `warmup` untimed calls); returns seconds per call.
+// `min_calls` calls (after `warmup` untimed calls); returns the median
+// seconds per call. The median keeps the figure meaningful when other
+// processes take the CPU now and then (an OpenMP call whose second thread is
+// descheduled takes a whole time slice).
 template <class Fn>
 double time_per_call(Fn&& fn, double min_seconds, size_t min_calls, size_t warmup = 2) {
     size_t i = 0;
     for (; i < warmup; ++i) fn(i);
-    const auto t0 = std::chrono::steady_clock::now();
-    size_t calls = 0;
-    double sec = 0.0;
+    std::vector<double> t;
+    const auto start = std::chrono::steady_clock::now();
+    double total = 0.0;
     do {
+        const auto t0 = std::chrono::steady_clock::now();
         fn(i++);
-        ++calls;
-        sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    } while (sec < min_seconds || calls < min_calls);
-    return sec / static_cast<double>(calls);
+        const auto t1 = std::chrono::steady_clock::now();
+        t.push_back(std::chrono::duration<double>(t1 - t0).count());
+        total = std::chrono::duration<double>(t1 - start).count();
+    } while (total < min_seconds || t.size() < min_calls);
+    std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
+    return t[t.size() / 2];
 }
 
 // Load average over the last minute (to note how quiet the machine was).

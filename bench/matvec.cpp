@@ -7,9 +7,11 @@
 // attention 4096->1024, 1024->32768 and 8192->4096 in Q8_0; F16, BF16 and F32
 // at 4096->1024), for n = 1, 4, 16, 64 tokens and each thread count:
 // kernels::matmul over many copies of the matrix (>= 512 MiB in all) cycled
-// so that each call reads its weights from memory. Activations are prepared
-// once per shape and n (their quantization is not timed). Prints a table and
-// optionally CSV.
+// so that each call reads its weights from memory; the figure is the median
+// call. Activations are prepared once per shape and n (their quantization is
+// not timed). Prints a table and optionally CSV. Other processes on the
+// machine distort the 2-thread figures badly (a descheduled OpenMP thread
+// stalls the whole call): the load average is printed at start and end.
 //
 // usage: ds4-bench-matvec [--isa scalar|avx2|avx512] [--threads 1,2] [--n 1,4,16,64]
 //                         [--types q8_0,q2_k,...] [--ws-mib 512] [--min-time 0.5] [--csv FILE]

@@ -42,6 +42,7 @@
 #endif
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -319,10 +320,21 @@ inline void load_q8k(const BlockQ8_K* b, __m512i (&q)[4]) {
     for (int i = 0; i < 4; ++i) q[i] = loadu512(b->qs + 64 * i);
 }
 
-// acc += isum * (dw * dx) - msum * (dmin * dx), lane-wise, in this order.
-inline __m512 scale_accumulate(__m512 acc, __m512i isum, __m256i msum, float dw, float dmin, float dx) {
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(dw * dx), acc);
-    return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(msum)), _mm512_set1_ps(dmin * dx), acc);
+static_assert(offsetof(BlockQ2_K, dmin) == offsetof(BlockQ2_K, d) + 2);
+static_assert(offsetof(BlockQ4_K, dmin) == offsetof(BlockQ4_K, d) + 2);
+
+// The f16 pair (d, dmin) at p as floats in lanes 0 and 1.
+inline __m128 load_d_dmin(const void* p) {
+    return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(load_scalar<uint32_t>(p))));
+}
+
+// acc += isum * (d * dx) - msum * (dmin * dx), lane-wise, in this order, with
+// dd = (d, dmin).
+inline __m512 scale_accumulate(__m512 acc, __m512i isum, __m256i msum, __m128 dd, float dx) {
+    const __m128 s = _mm_mul_ps(dd, _mm_set1_ps(dx));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(s), acc);
+    return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(msum)),
+                            _mm512_broadcastss_ps(_mm_movehdup_ps(s)), acc);
 }
 
 // ---------------------------------------------------------------------------
@@ -339,7 +351,7 @@ inline __m512 scale_accumulate(__m512 acc, __m512i isum, __m256i msum, float dw,
 struct Q2KWeights {
     __m512i w[4];   // scaled quants, natural order
     __m256i mins;   // 16 x i16 minimums
-    float d, dmin;
+    __m128 dd;  // d, dmin
 };
 
 inline void decode_q2_K(const BlockQ2_K* b, Q2KWeights& out) {
@@ -367,8 +379,7 @@ inline void decode_q2_K(const BlockQ2_K* b, Q2KWeights& out) {
     out.w[2] = _mm512_mullo_epi16(_mm512_shuffle_i64x2(v0, v1, 0xEE), scale_of(2));
     out.w[3] = _mm512_mullo_epi16(_mm512_shuffle_i64x2(v2, v3, 0xEE), scale_of(3));
     out.mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
-    out.d = half_to_float(load_scalar<uint16_t>(&b->d));
-    out.dmin = half_to_float(load_scalar<uint16_t>(&b->dmin));
+    out.dd = load_d_dmin(&b->d);
 }
 
 struct Q2KKernel {
@@ -401,7 +412,7 @@ struct Q2KKernel {
                     s = _mm512_dpbusd_epi32(s, wd[r].w[2], xq[2]);
                     s = _mm512_dpbusd_epi32(s, wd[r].w[3], xq[3]);
                     const __m256i m = _mm256_madd_epi16(bs, wd[r].mins);
-                    acc[r][t] = scale_accumulate(acc[r][t], s, m, wd[r].d, wd[r].dmin, dx);
+                    acc[r][t] = scale_accumulate(acc[r][t], s, m, wd[r].dd, dx);
                 }
             }
         }
@@ -422,7 +433,7 @@ struct Q4KWeights {
     __m512i w[4];   // nibbles, natural order
     __m512i sc[4];  // i16 scale per lane: sub-block 2i in lanes 0..15, 2i+1 in 16..31
     __m256i mins;   // 16 x i16: min of sub-block j at positions 2j and 2j+1
-    float d, dmin;
+    __m128 dd;  // d, dmin
 };
 
 inline void decode_q4_K(const BlockQ4_K* b, Q4KWeights& out) {
@@ -455,8 +466,7 @@ inline void decode_q4_K(const BlockQ4_K* b, Q4KWeights& out) {
     }
     const __m128i mv = _mm_cvtsi64_si128(static_cast<long long>(mins));
     out.mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv));
-    out.d = half_to_float(load_scalar<uint16_t>(&b->d));
-    out.dmin = half_to_float(load_scalar<uint16_t>(&b->dmin));
+    out.dd = load_d_dmin(&b->d);
 }
 
 struct Q4KKernel {
@@ -490,7 +500,7 @@ struct Q4KKernel {
                     s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wd[r].w[2], xq[2]), wd[r].sc[2]);
                     s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wd[r].w[3], xq[3]), wd[r].sc[3]);
                     const __m256i m = _mm256_madd_epi16(bs, wd[r].mins);
-                    acc[r][t] = scale_accumulate(acc[r][t], s, m, wd[r].d, wd[r].dmin, dx);
+                    acc[r][t] = scale_accumulate(acc[r][t], s, m, wd[r].dd, dx);
                 }
             }
         }
