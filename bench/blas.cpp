@@ -10,9 +10,10 @@
 // preparation (> 1: BLAS faster).
 //
 // usage: ds4-bench-blas [--isa scalar|avx2|avx512] [--threads 1,2] [--n 64,128,256,512]
-//                       [--types q8_0,...] [--ws-mib 512] [--min-time 0.5] [--csv FILE]
+//                       [--types q8_0,...] [--ws-mib 512] [--min-time 0.5] [--csv FILE] [--no-pin]
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -41,6 +42,7 @@ struct Result {
 int main(int argc, char** argv) {
     using namespace ds4;
     std::string isa_name, types, csv_path;
+    bool pin = true;
     std::vector<int> threads = {1, omp_get_num_procs()};
     std::vector<int> ns = {64, 128, 256, 512};
     double ws_mib = 512, min_time = 0.5;
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
         else if (a == "--ws-mib") ws_mib = std::atof(next().c_str());
         else if (a == "--min-time") min_time = std::atof(next().c_str());
         else if (a == "--csv") csv_path = next();
+        else if (a == "--no-pin") pin = false;
         else {
             std::fprintf(stderr, "unknown option %s (see the header of bench/blas.cpp)\n", a.c_str());
             return 2;
@@ -68,6 +71,7 @@ int main(int argc, char** argv) {
     if (threads.size() == 2 && threads[0] == threads[1]) threads.pop_back();
     try {
         if (!isa_name.empty()) kernels::set_active_isa(bench::isa_from_name(isa_name));
+        if (pin) bench::pin_openmp_threads(*std::max_element(threads.begin(), threads.end()));
         std::vector<Shape> shapes;
         for (DType t : {DType::IQ2_XXS, DType::Q2_K, DType::Q4_K}) {
             shapes.push_back({t, 4096, 2048});

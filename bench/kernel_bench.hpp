@@ -4,6 +4,8 @@
 #pragma once
 
 #include <omp.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -184,6 +186,26 @@ double time_per_call(Fn&& fn, double min_seconds, size_t min_calls, size_t warmu
     } while (total < min_seconds || t.size() < min_calls);
     std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
     return t[t.size() / 2];
+}
+
+// Pins OpenMP thread i of a team of `threads` to the i-th CPU this process may
+// run on (libgomp keeps its threads, so this holds for later regions).
+// Unpinned, a third process on a small machine can leave both threads of a
+// 2-thread region on one CPU, and every call then costs whole time slices.
+inline void pin_openmp_threads(int threads) {
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+    std::vector<int> cpus;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+    if (cpus.empty()) return;
+#pragma omp parallel num_threads(threads)
+    {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[static_cast<size_t>(omp_get_thread_num()) % cpus.size()], &one);
+        pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+    }
 }
 
 // Load average over the last minute (to note how quiet the machine was).

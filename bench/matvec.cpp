@@ -14,9 +14,10 @@
 // stalls the whole call): the load average is printed at start and end.
 //
 // usage: ds4-bench-matvec [--isa scalar|avx2|avx512] [--threads 1,2] [--n 1,4,16,64]
-//                         [--types q8_0,q2_k,...] [--ws-mib 512] [--min-time 0.5] [--csv FILE]
+//                         [--types q8_0,q2_k,...] [--ws-mib 512] [--min-time 0.5] [--csv FILE] [--no-pin]
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -61,6 +62,7 @@ struct Result {
 int main(int argc, char** argv) {
     using namespace ds4;
     std::string isa_name, types, csv_path;
+    bool pin = true;
     std::vector<int> threads = {1, omp_get_num_procs()};
     std::vector<int> ns = {1, 4, 16, 64};
     double ws_mib = 512, min_time = 0.5;
@@ -80,6 +82,7 @@ int main(int argc, char** argv) {
         else if (a == "--ws-mib") ws_mib = std::atof(next().c_str());
         else if (a == "--min-time") min_time = std::atof(next().c_str());
         else if (a == "--csv") csv_path = next();
+        else if (a == "--no-pin") pin = false;
         else {
             std::fprintf(stderr, "unknown option %s (see the header of bench/matvec.cpp)\n", a.c_str());
             return 2;
@@ -88,6 +91,7 @@ int main(int argc, char** argv) {
     if (threads.size() == 2 && threads[0] == threads[1]) threads.pop_back();
     try {
         if (!isa_name.empty()) kernels::set_active_isa(bench::isa_from_name(isa_name));
+        if (pin) bench::pin_openmp_threads(*std::max_element(threads.begin(), threads.end()));
         std::vector<Shape> shapes = default_shapes();
         if (!types.empty()) {
             std::vector<Shape> keep;
