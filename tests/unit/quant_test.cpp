@@ -2,7 +2,6 @@
 // quantizers, stability of requantization, importance weighting, errors.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -175,17 +174,6 @@ TEST(QuantRoundTrip, Deterministic) {
         quantize_row(t, x.data(), b.data(), 1024);
         EXPECT_EQ(a, b);
     }
-}
-
-TEST(QuantRoundTrip, Iq2xxsSpeed) {
-    // The generator writes tens of MB of IQ2_XXS: report the rate (measured,
-    // not asserted: timing belongs to bench/).
-    const auto x = gaussian(256 * 1024, 6);
-    std::vector<uint8_t> q(row_bytes(DType::IQ2_XXS, static_cast<int64_t>(x.size())));
-    const auto t0 = std::chrono::steady_clock::now();
-    quantize_row(DType::IQ2_XXS, x.data(), q.data(), static_cast<int64_t>(x.size()));
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("  IQ2_XXS quantization: %.1f MB/s of f32 input\n", static_cast<double>(x.size()) * 4 / s / 1e6);
 }
 
 TEST(QuantErrors, BadInputIsRejected) {
