@@ -31,8 +31,9 @@ void check_finite(const char* what, const float* v, int n, float amax) {
 
 }  // namespace
 
-// Q8_0: d = amax / 127 (stored as f16), q = round-half-away-from-zero(x / d),
-// with the unrounded d as GGML's reference does.
+// Q8_0: d = amax / 127 (stored as f16), q = x / d rounded to nearest even
+// with the unrounded d, as the reference engine's CPU path does (spec 6.1:
+// lrintf(x / d)).
 void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
     check_multiple("quantize_row_q8_0", n, kQK8_0);
     for (int64_t i = 0; i < n / kQK8_0; ++i) {
@@ -41,9 +42,9 @@ void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
         for (int j = 0; j < kQK8_0; ++j) amax = std::fmax(amax, std::fabs(v[j]));
         check_finite("quantize_row_q8_0", v, kQK8_0, amax);
         const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = f32_to_f16(d);
-        for (int j = 0; j < kQK8_0; ++j) y[i].qs[j] = static_cast<int8_t>(std::lround(v[j] * id));
+        for (int j = 0; j < kQK8_0; ++j)
+            y[i].qs[j] = d != 0.0f ? static_cast<int8_t>(std::nearbyint(v[j] / d)) : int8_t{0};
     }
 }
 

@@ -219,18 +219,20 @@ TEST(Kernels, SimdMatchesScalar) {
 }
 
 TEST(Kernels, ActivationQuantizersKnownAnswers) {
-    // Q8_0: d = amax / 127, q = round half away from zero.
+    // Q8_0: d = amax / 127, q = x / d rounded to nearest even (spec 6.1, lrintf).
     std::vector<float> x(32, 0.0f);
     x[0] = 127.0f;  // d = 1 exactly
-    x[1] = -63.5f;  // a tie: rounds away from zero to -64
-    x[2] = 0.5f;    // a tie: rounds to 1
+    x[1] = -63.5f;  // a tie: rounds to the even -64
+    x[2] = 0.5f;    // a tie: rounds to the even 0
+    x[4] = 2.5f;    // a tie: rounds to the even 2
     BlockQ8_0 b;
     quantize_row_q8_0(x.data(), &b, 32);
     EXPECT_EQ(f16_to_f32(b.d), 1.0f);
     EXPECT_EQ(b.qs[0], 127);
     EXPECT_EQ(b.qs[1], -64);
-    EXPECT_EQ(b.qs[2], 1);
+    EXPECT_EQ(b.qs[2], 0);
     EXPECT_EQ(b.qs[3], 0);
+    EXPECT_EQ(b.qs[4], 2);
 
     // Q8_K: scale = -127 / (the value of largest magnitude), so that value
     // becomes -127 and d = 1 / scale carries the sign.
