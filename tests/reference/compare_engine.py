@@ -26,7 +26,9 @@ of a value) and that flip then propagates through the later tokens and layers.
 Free-running logits therefore agree to ~1e-5 relative until the first flip and
 to ~1e-3 after it, and an FP4 flip on the indexer query can move a top-k score
 by several percent. The teacher-forced stage check removes the cascades and is
-the tight test (default 1e-3 relative per stage, typically ~1e-6).
+the tight test (default 1e-3 relative per stage, typically ~1e-6). Files with
+quantized weights quantize activations (spec 6.1), which adds isolated rounding
+flips: see quant_stage_verdict and noise_floor for how those are judged.
 
 Usage:
   /usr/bin/python3 tests/reference/compare_engine.py --model M.gguf [--n 200 --seed 7]
@@ -40,6 +42,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -164,6 +167,7 @@ def stage_check(model, toks, D, eng_logits, eng_sel, steering=None):
     n = len(toks)
     eng_topk = {(r["layer"], r["pos"]): set(r["rows"]) for r in eng_sel}
     res = {}
+    rows = {}        # per-row errors: rows[il][stage] -> [n], rows["head"][...]
     topk_local = []
     sel_mismatch = 0
     for il in range(cfg.n_layer):
@@ -205,6 +209,7 @@ def stage_check(model, toks, D, eng_logits, eng_sel, steering=None):
             if key in eng_topk and set(r["rows"]) != eng_topk[key]:
                 topk_local.append(r)
         res[il] = {k: (float(v.max()), int(v.argmax())) for k, v in errs.items()}
+        rows[il] = errs
     # output head from the engine's final streams
     fh_err = np.zeros(n)
     lg_err = np.zeros(n)
@@ -219,7 +224,8 @@ def stage_check(model, toks, D, eng_logits, eng_sel, steering=None):
         lg_err[pos] = row_rel(L[None], eng_logits[pos][None].astype(np.float64))[0]
     res["head"] = {"final_hidden": (float(fh_err.max()), int(fh_err.argmax())),
                    "logits": (float(lg_err.max()), int(lg_err.argmax()))}
-    return res, topk_local, sel_mismatch
+    rows["head"] = {"final_hidden": fh_err[sorted(fh_row)], "logits": lg_err}
+    return res, topk_local, sel_mismatch, rows
 
 
 def print_stages(res, tol):
@@ -238,6 +244,61 @@ def print_stages(res, tol):
     return worst
 
 
+# Stages whose value comes out of a product with a quantized activation (spec 6.1:
+# Q8_0 activations for the Q8_0 attention projections, shared expert and LM head;
+# Q8_K for the routed experts). See quant_stage_verdict.
+QUANT_STAGES = ("attn_out", "ffn_out", "logits")
+
+
+def quant_stage_verdict(rows, tol, quant):
+    """Judge the teacher-forced per-row errors. rows: stage_check's per-row arrays.
+
+    Without activation quantization (quant None) every row of every stage must be
+    within tol.
+
+    With activation quantization, rounding x/d to an integer is discontinuous:
+    the engine (f32) and the reference (f64) feed the quantizer inputs that differ
+    by ~1e-7 relative (or by ~1e-5 downstream of an f16/FP8 flip of a KV row), and
+    an element whose x/d lies that close to a half-integer rounds the other way.
+    One such flip moves the product by d * W[:, j], i.e. ~1/127 of the block's
+    largest value times a weight column: measured 0.5-7e-3 of the row's max in
+    attn_out / ffn_out of the tiny q2/q4 models, while every row without a flip
+    agrees to ~2e-7 (flipping that one element in the reference restores 1e-7;
+    see tests/reference/README.md). The errors are bimodal: a row is either at f32
+    rounding level or carries a flip (tiny q2/q4, 200 tokens: 0.5-7 % of the
+    attn_out rows of a layer over 1e-3, almost none between 1e-5 and 1e-3). So in
+    each layer a QUANT_STAGES row may exceed tol only rarely (quant["frac"] of the
+    layer's rows), never by more than quant["max"] (a few flips), and the layer's
+    median must stay at f32 rounding level (quant["median"]): a systematic
+    deviation (e.g. an f32 instead of f16 activation scale: median 8.6e-3 in
+    attn_out, 1.5e-3 in ffn_out) moves every row of the layers it touches and fails
+    the median and fraction tests. Stages without quantized products keep tol."""
+    ok, worst, notes = True, 0.0, []
+    qstat = {}
+    for il, r in rows.items():
+        for name, v in r.items():
+            worst = max(worst, float(v.max()))
+            if quant is not None and name in QUANT_STAGES:
+                frac, med, mx = float(np.mean(v > tol)), float(np.median(v)), float(v.max())
+                st = qstat.setdefault(name, {"over": 0, "n": 0, "frac": 0.0, "med": 0.0, "max": 0.0, "bad": []})
+                st["over"] += int(np.sum(v > tol))
+                st["n"] += v.size
+                st["frac"], st["med"], st["max"] = max(st["frac"], frac), max(st["med"], med), max(st["max"], mx)
+                if mx > quant["max"] or frac > quant["frac"] or med > quant["median"]:
+                    st["bad"].append(il)
+            elif v.max() > tol:
+                ok = False
+                notes.append(f"FAIL: stage error {v.max():.3e} > {tol:g} ({name}, layer {il})")
+    for name, st in qstat.items():
+        notes.append(f"{name:8s} (quantized activations): rows over {tol:g}: {st['over']} of {st['n']}, per layer "
+                     f"at most {st['frac'] * 100:.1f}% (allowed {quant['frac'] * 100:.0f}%); max {st['max']:.2e} "
+                     f"(allowed {quant['max']:g}); per-layer median at most {st['med']:.1e} (allowed "
+                     f"{quant['median']:g})" + (f"   FAIL (layers {st['bad']})" if st["bad"] else ""))
+        if st["bad"]:
+            ok = False
+    return ok, worst, notes
+
+
 STEER_CASES = [  # site, op, scale
     ("attn_out", "project", 1.0), ("ffn_out", "project", 1.0), ("ffn_out", "project", -2.0),
     ("ffn_out", "add", 2.0), ("attn_out", "ablate", 1.0), ("ffn_out", "clamp", 0.5),
@@ -246,7 +307,7 @@ STEER_CASES = [  # site, op, scale
 ]
 
 
-def steering_check(model, exe, model_path, toks, work, tol, seed=3):
+def steering_check(model, exe, model_path, toks, work, tol, quant=None, seed=3):
     """Engine steering (SDK add_steering through hook_dump) vs the reference's
     steering arguments on the same directions; short sequence, decode mode.
     Judged on the teacher-forced stage errors (logits reported too)."""
@@ -254,6 +315,7 @@ def steering_check(model, exe, model_path, toks, work, tol, seed=3):
     rng = np.random.default_rng(seed)
     base = model.logits(toks).astype(np.float64)
     worst = 0.0
+    ok = True
     out = []
     for site, op, scale in STEER_CASES:
         width = cfg.n_expert if site == "router_logits" else cfg.n_embd
@@ -272,14 +334,15 @@ def steering_check(model, exe, model_path, toks, work, tol, seed=3):
         effect = float((np.abs(R - base).max(1) / np.abs(base).max(1)).max())
         steer = [ds4_ref.Steer(site, op, dirs32, scale)]
         D = load_dumps(d, cfg, len(toks))
-        res, _, _ = stage_check(model, toks, D, L, [], steer)
-        stage = max(v[0] for r in res.values() for v in r.values())
+        _, _, _, rows = stage_check(model, toks, D, L, [], steer)
+        good, stage, _ = quant_stage_verdict(rows, tol, quant)
         worst = max(worst, stage)
+        ok = ok and good
         out.append({"site": site, "op": op, "scale": scale, "logits_max_rel": err, "stage_max_rel": stage,
                     "effect_rel": effect})
         print(f"  {site:14s} {op:8s} scale {scale:5.2f}: logits max rel {err:.2e}, teacher-forced stages"
-              f" max rel {stage:.2e}   (steering effect on logits {effect:.2e})" + ("   FAIL" if stage > tol else ""))
-    return worst, out
+              f" max rel {stage:.2e}   (steering effect on logits {effect:.2e})" + ("" if good else "   FAIL"))
+    return ok, worst, out
 
 
 # --------------------------------------------------------------------------
@@ -292,6 +355,8 @@ def main(argv=None):
     ap.add_argument("--build-dir", default=os.environ.get("DS4_BUILD_DIR", "/work/build-wip"))
     ap.add_argument("--include-dir", help="public headers matching the build's libds4.a for hook_dump "
                     "(default: the build's own -I flags)")
+    ap.add_argument("--hook-dump", help="prebuilt hook_dump executable (default: BUILD_DIR/tests/reference/"
+                    "ds4-ref-hook-dump if built, else compiled on demand into the work dir)")
     ap.add_argument("--n", type=int, default=200, help="random tokens (engine driver's generator)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--tokens", help="explicit comma separated tokens instead of --n/--seed")
@@ -307,17 +372,37 @@ def main(argv=None):
     ap.add_argument("--act-quant", choices=("auto", "on", "off"), default="auto")
     ap.add_argument("--q8-0-f32-scale", action="store_true")
     ap.add_argument("--stage-tol", type=float, default=1e-3, help="max rel error per stage (teacher-forced)")
+    ap.add_argument("--quant-stage-max", type=float, default=2e-2,
+                    help="quantized activations: max rel error of a row of attn_out/ffn_out/logits "
+                         "(single rounding flips, see quant_stage_verdict)")
+    ap.add_argument("--quant-stage-frac", type=float, default=0.15,
+                    help="quantized activations: allowed fraction of those rows of a layer over --stage-tol")
+    ap.add_argument("--quant-stage-median", type=float, default=1e-5,
+                    help="quantized activations: max median rel error of those rows in a layer")
     ap.add_argument("--forced-tol", type=float, default=1e-2,
                     help="max rel logits error with the engine's top-k (and, with --stages, expert) "
-                         "selections forced")
+                         "selections forced (quantized activations: at least --floor-factor x the noise floor)")
+    ap.add_argument("--floor-factor", type=float, default=2.0,
+                    help="quantized activations: forced logits may be this many times further from the f64 "
+                         "reference than the reference run in f32 (max and median)")
     ap.add_argument("--outlier-frac", type=float, default=0.03,
                     help="without --stages: allowed fraction of positions over --forced-tol")
     ap.add_argument("--json", help="write the report as JSON")
     ap.add_argument("--workdir", help="keep intermediate files here")
     a = ap.parse_args(argv)
+    if not a.model and not a.make:
+        ap.error("--model or --make required")
 
     work = a.workdir or tempfile.mkdtemp(prefix="ds4-parity-")
     os.makedirs(work, exist_ok=True)
+    try:
+        return run_checks(a, work)
+    finally:
+        if not a.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run_checks(a, work):
     bd = a.build_dir
     dump_logits = os.path.join(bd, "tests/tools/ds4-dump-logits")
     model_path = a.model
@@ -326,8 +411,6 @@ def main(argv=None):
         model_path = os.path.join(work, f"{cfgname}-{mix}-{seed}.gguf")
         run([os.path.join(bd, "tools/ds4-make-model"), "-o", model_path, "--config", cfgname, "--mix", mix,
              "--seed", seed])
-    if not model_path:
-        ap.error("--model or --make required")
     if a.requant:
         import make_quant_model
         q = os.path.join(work, os.path.basename(model_path).replace(".gguf", f"-{a.requant}-ref.gguf"))
@@ -360,6 +443,8 @@ def main(argv=None):
     ref = model.logits(toks, trace=tr).astype(np.float64)
     t_ref = time.time() - t0
     np.save(os.path.join(work, "ref.npy"), ref.astype(np.float32))
+    quant = ({"max": a.quant_stage_max, "frac": a.quant_stage_frac, "median": a.quant_stage_median}
+             if model.act_quant else None)
     print(f"reference: {t_ref:.1f}s (act_quant={model.act_quant}); engine: "
           + ", ".join(f"{m} {v[2]:.1f}s" for m, v in eng.items()))
     report["ref_seconds"] = t_ref
@@ -368,9 +453,12 @@ def main(argv=None):
         d = np.abs(eng[modes[0]][0].astype(np.float64) - eng[modes[1]][0]).max()
         print(f"engine {modes[0]} vs {modes[1]}: max|diff| {d:.3e}")
         report["engine_mode_diff"] = float(d)
-    exe = os.path.join(work, "hook_dump")
+    exe = a.hook_dump or os.path.join(work, "hook_dump")
+    built = os.path.join(bd, "tests/reference/ds4-ref-hook-dump")
+    if not a.hook_dump and not a.include_dir and os.path.exists(built):
+        exe = built          # the build's own target (tests/reference/CMakeLists.txt)
     dumps = {}
-    if a.stages or a.steering:
+    if (a.stages or a.steering) and not os.path.exists(exe):
         build_hook_dump(bd, exe, a.include_dir)
     if a.stages:
         for mode in modes:
@@ -386,6 +474,29 @@ def main(argv=None):
         mf.forced_experts = forced_experts
         trf = ds4_ref.Trace(sites=(), keep_scores=True)
         return mf.logits(toks, trace=trf).astype(np.float64), trf
+
+    floors = {}
+
+    def noise_floor(forced_topk, forced_experts, ref64):
+        """Quantized activations: how far a second spec-exact implementation gets from
+        the f64 reference with the same discrete choices -- the reference itself run
+        in float32. Once one activation element rounds differently (see
+        quant_stage_verdict) the two runs carry independent Q8_0/Q8_K rounding noise
+        from that layer and position on, so forced logits of two correct
+        implementations differ by ~1-3e-2 relative (tiny q2/q4: ref f32 vs ref f64
+        max 2.1e-2 / 2.4e-2, median 1.4e-2; the F32 mix: 7.9e-4). Returns (max, median)
+        of the per-position relative difference."""
+        key = json.dumps([sorted((list(k), list(v)) for k, v in forced_topk.items()),
+                          sorted((list(k), [int(x) for x in v]) for k, v in (forced_experts or {}).items())])
+        if key not in floors:
+            m32 = ds4_ref.Model(model_path, act_quant=aq, q8_0_f16_scale=not a.q8_0_f32_scale, dtype=np.float32,
+                                forced_topk=forced_topk, forced_experts=forced_experts)
+            L32 = m32.logits(toks).astype(np.float64)
+            rel = np.abs(L32 - ref64).max(1) / np.abs(ref64).max(1)
+            floors[key] = (float(rel.max()), float(np.median(rel)))
+            print(f"  noise floor (reference f32 vs f64, same choices): max rel {floors[key][0]:.3e}  "
+                  f"median rel {floors[key][1]:.1e}")
+        return floors[key]
 
     for mode, (L, sel, _) in eng.items():
         print(f"[{mode}]")
@@ -414,14 +525,30 @@ def main(argv=None):
                   + "".join(f"\n    layer {k[0]} pos {k[1]}: ref {v} engine {e}" for k, v, e in flips[:6]))
             r["router_flips"] = len(flips)
             judged = r["fully_forced"]
-            if judged["max_rel"] > a.forced_tol:
+            tol_max, tol_med = a.forced_tol, None
+            if model.act_quant:
+                # the engine may not be further from the f64 reference than the same
+                # reference in f32 is, within --floor-factor (both follow spec 6.1)
+                fmax, fmed = noise_floor(forced, fe, reff2)
+                r["noise_floor"] = {"max_rel": fmax, "median_rel": fmed}
+                tol_max = max(a.forced_tol, a.floor_factor * fmax)
+                tol_med = max(a.forced_tol / 10, a.floor_factor * fmed)
+            if judged["max_rel"] > tol_max:
                 ok = False
-                print(f"  FAIL: forced logits max rel {judged['max_rel']:.3e} > {a.forced_tol:g}")
+                print(f"  FAIL: forced logits max rel {judged['max_rel']:.3e} > {tol_max:.3g}")
+            if tol_med is not None and judged["median_rel"] > tol_med:
+                ok = False
+                print(f"  FAIL: forced logits median rel {judged['median_rel']:.3e} > {tol_med:.3g}")
         else:
             rel = np.abs(L - reff).max(1) / np.abs(reff).max(1)
-            frac = float(np.mean(rel > a.forced_tol))
+            tol_max = a.forced_tol
+            if model.act_quant:
+                fmax, _ = noise_floor(forced, None, reff)
+                r["noise_floor"] = {"max_rel": fmax}
+                tol_max = max(a.forced_tol, a.floor_factor * fmax)
+            frac = float(np.mean(rel > tol_max))
             r["forced"]["frac_over_tol"] = frac
-            print(f"  positions with forced rel > {a.forced_tol:g}: {frac * 100:.1f}% (allowed "
+            print(f"  positions with forced rel > {tol_max:.3g}: {frac * 100:.1f}% (allowed "
                   f"{a.outlier_frac * 100:.0f}%: single-token router flips; use --stages to force them too)")
             if frac > a.outlier_frac:
                 ok = False
@@ -444,25 +571,27 @@ def main(argv=None):
         report["split"] = r
     if a.steering:
         print(f"steering ({a.steer_n} tokens, decode):")
-        worst, rep = steering_check(model, exe, model_path, toks[:a.steer_n], work, a.steer_tol)
+        good, worst, rep = steering_check(model, exe, model_path, toks[:a.steer_n], work, a.steer_tol, quant)
         report["steering"] = rep
-        if worst > a.steer_tol:
+        if not good:
             ok = False
             print(f"  FAIL: steering stage error {worst:.3e} > {a.steer_tol:g}")
     if a.stages:
         for mode in modes:
             D = dumps[mode]
             print(f"[{mode}] teacher-forced stages (engine input to each stage):")
-            res, loc, selmis = stage_check(model, toks, D, eng[mode][0], eng[mode][1])
-            worst = print_stages(res, a.stage_tol)
+            res, loc, selmis, rows = stage_check(model, toks, D, eng[mode][0], eng[mode][1])
+            print_stages(res, a.stage_tol)
+            good, worst, notes = quant_stage_verdict(rows, a.stage_tol, quant)
+            for x in notes:
+                print("  " + x)
             print(f"  local top-k disagreements (state from engine attn_in): {len(loc)}"
                   + "".join(f"\n    layer {x['layer']} pos {x['pos']}" for x in loc[:8]))
             print(f"  router selections differing from the engine's: {selmis}")
             report[f"stages_{mode}"] = {"layers": {str(k): v for k, v in res.items()}, "topk_local": len(loc),
-                                        "router_mismatch": selmis, "worst": worst}
-            if worst > a.stage_tol:
+                                        "router_mismatch": selmis, "worst": worst, "notes": notes}
+            if not good:
                 ok = False
-                print(f"  FAIL: stage error {worst:.3e} > {a.stage_tol:g}")
     report["ok"] = ok
     if a.json:
         with open(a.json, "w") as f:
