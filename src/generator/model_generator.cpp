@@ -191,6 +191,15 @@ ModelConfig tiny_model_config() {
     return c;
 }
 
+ModelConfig demo_model_config() {
+    ModelConfig c = tiny_model_config();
+    c.name = "ds4-demo";
+    c.q_lora_rank = 64;
+    c.n_expert = 8;
+    c.n_expert_used = 2;
+    return c;
+}
+
 ModelConfig full_width_model_config(int n_layers) {
     if (n_layers < 1) detail::fail(ErrorCode::InvalidArgument, "full-width model needs >= 1 layer");
     ModelConfig c = ModelConfig::published();

@@ -14,7 +14,7 @@ namespace {
 void usage() {
     std::fprintf(stderr,
                  "usage: ds4-make-model -o OUT.gguf [options]\n"
-                 "  --config tiny|full-width   dimensions (default tiny)\n"
+                 "  --config tiny|demo|full-width  dimensions (default tiny; demo = tiny with 8 experts)\n"
                  "  --layers N                 layers of a full-width model (default 4)\n"
                  "  --mix f32|q2|q4            tensor types (default f32 for tiny, q2 for full-width)\n"
                  "  --seed S                   random seed (default 1)\n"
@@ -69,12 +69,15 @@ int main(int argc, char** argv) {
         if (config == "tiny") {
             o.config = ds4::tiny_model_config();
             if (mix.empty()) mix = "f32";
+        } else if (config == "demo") {
+            o.config = ds4::demo_model_config();
+            if (mix.empty()) mix = "f32";
         } else if (config == "full-width") {
             o.config = ds4::full_width_model_config(layers);
             if (mix.empty()) mix = "q2";
             if (random_blocks < 0) random_blocks = 1;
         } else {
-            std::fprintf(stderr, "ds4-make-model: unknown config '%s' (tiny or full-width)\n", config.c_str());
+            std::fprintf(stderr, "ds4-make-model: unknown config '%s' (tiny, demo or full-width)\n", config.c_str());
             return 2;
         }
         o.mix = ds4::weight_mix_from_name(mix);
