@@ -115,7 +115,9 @@ RefusalDirection find_refusal_direction(const std::shared_ptr<const Model>& mode
 // Directional ablation at every layer and position: ablate at the embedding
 // (layer 0 input) and at every attention and FFN output, which keeps the
 // direction out of all HC streams.
-std::vector<SteeringVector> directional_ablation(const Model& model, std::span<const float> direction);
+// With op Project (scale 1 = the ablation, 0 = none) the set can be swept.
+std::vector<SteeringVector> directional_ablation(const Model& model, std::span<const float> direction,
+                                                 SteeringOp op = SteeringOp::Ablate);
 std::vector<SteeringHandle> add_directional_ablation(Session& session, std::span<const float> direction);
 
 // Write a copy of the model whose residual writers (token_embd,
@@ -148,6 +150,10 @@ struct SweepRow {
 
 std::vector<SweepRow> sweep(const std::shared_ptr<const Model>& model, std::span<const std::vector<TokenId>> prompts,
                             const SteeringVector& vector, SweepMetric metric, const SweepOptions& options);
+// A set of vectors swept jointly: every vector gets the row's scale (e.g.
+// directional_ablation(..., SteeringOp::Project) at scales {0, 1}).
+std::vector<SweepRow> sweep(const std::shared_ptr<const Model>& model, std::span<const std::vector<TokenId>> prompts,
+                            std::span<const SteeringVector> vectors, SweepMetric metric, const SweepOptions& options);
 std::string sweep_table(const std::vector<SweepRow>& rows, SweepMetric metric);
 std::string sweep_csv(const std::vector<SweepRow>& rows, SweepMetric metric);
 

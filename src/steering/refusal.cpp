@@ -56,16 +56,28 @@ double refusal_score(std::span<const float> logits, std::span<const TokenId> ref
     return std::log(pr) - std::log(1.0 - pr);
 }
 
-std::vector<SteeringVector> directional_ablation(const Model& model, std::span<const float> direction) {
+std::vector<SteeringVector> directional_ablation(const Model& model, std::span<const float> direction, SteeringOp op) {
     const ModelConfig& c = model.config();
+    if (op != SteeringOp::Ablate && op != SteeringOp::Project)
+        fail(ErrorCode::InvalidArgument, "directional ablation is op ablate or project, not %s",
+             std::string(steering_op_name(op)).c_str());
     if (static_cast<int>(direction.size()) != c.n_embd)
         fail(ErrorCode::InvalidArgument, "ablation direction has %zu values, the model width is %d", direction.size(),
              c.n_embd);
     std::vector<SteeringVector> out;
-    SteeringVector in(c.n_layer, c.n_embd, SteeringSite::LayerIn, SteeringOp::Ablate);
+    // Project removes `scale` times the component along the direction, so
+    // the direction must be a unit vector for scale 1 to be the ablation.
+    std::vector<float> unit(direction.begin(), direction.end());
+    double norm = 0;
+    for (float x : unit) norm += static_cast<double>(x) * x;
+    if (!(norm > 0) || !std::isfinite(norm))
+        fail(ErrorCode::InvalidArgument, "ablation direction must be finite and non-zero");
+    for (float& x : unit) x = static_cast<float>(x / std::sqrt(norm));
+    direction = unit;
+    SteeringVector in(c.n_layer, c.n_embd, SteeringSite::LayerIn, op);
     in.set_direction(0, direction);
-    SteeringVector attn(c.n_layer, c.n_embd, SteeringSite::AttnOut, SteeringOp::Ablate);
-    SteeringVector ffn(c.n_layer, c.n_embd, SteeringSite::FfnOut, SteeringOp::Ablate);
+    SteeringVector attn(c.n_layer, c.n_embd, SteeringSite::AttnOut, op);
+    SteeringVector ffn(c.n_layer, c.n_embd, SteeringSite::FfnOut, op);
     for (int l = 0; l < c.n_layer; ++l) {
         attn.set_direction(l, direction);
         ffn.set_direction(l, direction);

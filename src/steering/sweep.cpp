@@ -60,6 +60,12 @@ std::vector<std::vector<float>> teacher_forced(Session& s, const std::vector<Tok
 
 std::vector<SweepRow> sweep(const std::shared_ptr<const Model>& model, std::span<const std::vector<TokenId>> prompts,
                             const SteeringVector& vector, SweepMetric metric, const SweepOptions& o) {
+    return sweep(model, prompts, std::span<const SteeringVector>(&vector, 1), metric, o);
+}
+
+std::vector<SweepRow> sweep(const std::shared_ptr<const Model>& model, std::span<const std::vector<TokenId>> prompts,
+                            std::span<const SteeringVector> vectors, SweepMetric metric, const SweepOptions& o) {
+    if (vectors.empty()) fail(ErrorCode::InvalidArgument, "sweep needs at least one vector");
     if (!model) fail(ErrorCode::InvalidArgument, "sweep: null model");
     if (prompts.empty() || o.scales.empty()) fail(ErrorCode::InvalidArgument, "sweep needs prompts and scales");
     if (metric == SweepMetric::RefusalRate && o.refusal_prefixes.empty())
@@ -83,12 +89,15 @@ std::vector<SweepRow> sweep(const std::shared_ptr<const Model>& model, std::span
     }
 
     std::vector<SweepRow> rows;
-    SteeringVector v = vector;
+    std::vector<SteeringVector> vs(vectors.begin(), vectors.end());
     for (float scale : o.scales) {
         SweepRow row;
         row.scale = scale;
-        v.set_scale(scale);
-        SteeringHandle h = add_steering(s, v);
+        std::vector<SteeringHandle> hs;
+        for (SteeringVector& v : vs) {
+            v.set_scale(scale);
+            hs.push_back(add_steering(s, v));
+        }
         for (size_t i = 0; i < prompts.size(); ++i) {
             s.reset();
             double value = 0;
@@ -109,7 +118,7 @@ std::vector<SweepRow> sweep(const std::shared_ptr<const Model>& model, std::span
             row.mean += value;
         }
         row.mean /= static_cast<double>(prompts.size());
-        remove_steering(s, h);
+        for (SteeringHandle& h : hs) remove_steering(s, h);
         rows.push_back(std::move(row));
     }
     return rows;
