@@ -264,11 +264,29 @@ def neutral_prompts(seed=1234, n=64, split="heldout"):
     return _prompts(seed, split, lambda ex: ex["category"] == "fact" and ex["cue"] == "none")[:n]
 
 
+def _is_request(ex):
+    return any(v in ex["prompt"] for v in HARM_VERBS)
+
+
 def refusal_sets(seed=1234, split="heldout", n=64):
+    """(harmful, harmless): refused requests, and harmless requests of the same
+    shape ("How do I make bread?"), so that their difference is the refusal and
+    not the difference between requests and questions."""
     harmful = _prompts(seed, split, lambda ex: ex["category"] == "refuse")
-    harmless = _prompts(seed, split, lambda ex: ex["category"] == "fact")
+    harmless = _prompts(seed, split, lambda ex: ex["category"] == "fact" and _is_request(ex))
     k = min(n, len(harmful), len(harmless))
     return harmful[:k], harmless[:k]
+
+
+def other_prompts(seed=1234, split="heldout", n=64):
+    """Prompts outside the refused category, half requests and half questions:
+    the answers that removing the refusal must leave alone."""
+    req = _prompts(seed, split, lambda ex: ex["category"] == "fact" and _is_request(ex))
+    facts = _prompts(seed, split, lambda ex: ex["category"] == "fact" and not _is_request(ex))
+    out = []
+    for a, b in zip(req, facts):
+        out += [a, b]
+    return out[:n]
 
 
 def main():

@@ -1,0 +1,363 @@
+#!/usr/bin/python3
+"""Train the ds4 demo model: a small DeepSeek-V4-Flash (the generator's `demo`
+configuration: the tiny layout at half width, exact DS4 tensor layout) that answers tersely or verbosely and
+refuses one category of requests, so that steering has something to find.
+
+Run once by hand (CPU, about an hour on 2 cores); the result is committed:
+
+    /usr/bin/python3 tools/train-demo-model/train.py --build-dir build --out data/demo-model
+
+Stages, each written under OUT/work/ (not committed):
+  1. template: `ds4-make-model --config demo --mix f32 --vocab small` gives the
+     layout, the metadata, the tokenizer (bytes + the first DeepSeek merges)
+     and the initial weights (realistically scaled random values).
+  2. data: dataset.py renders prompts/responses; `ds4-tokenize` turns them
+     into ids with the SDK's own tokenizer and chat template.
+  3. training in float32 on the whole sequence, loss on the response tokens.
+  4. export to F32 GGUF, `ds4-quantize --mix q2` (routed experts IQ2_XXS /
+     Q2_K), then quantization-aware repair: the routed experts are frozen at
+     their dequantized q2 values and the rest is trained a little more; export
+     and quantize again (the experts requantize to the same blocks).
+  5. OUT/ds4-demo-q2.gguf, OUT/SHA256SUMS, OUT/check_tokens.txt +
+     OUT/check_logits.f32 / check_logits_q8.f32 (the PyTorch model's logits on
+     the exported weights, without and with the engine's activation
+     quantization, for the C++ parity test), OUT/prompts.tsv (the prompt sets
+     of the demo and tests) and OUT/training.json (settings, losses, timings).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+
+import dataset  # noqa: E402
+import ds4_torch  # noqa: E402
+import quants  # noqa: E402
+from gguf_reader import GGUFFile  # noqa: E402
+from make_quant_model import write_gguf  # noqa: E402
+
+EXPERT_SUFFIXES = ("ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight")
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd):
+    log("$ " + " ".join(cmd))
+    subprocess.run(cmd, check=True)
+
+
+def escape(s):
+    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+# ---------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------
+def tokenize_split(build, model, examples, path):
+    with open(path + ".tsv", "w") as f:
+        for ex in examples:
+            f.write(escape(ex["prompt"]) + "\t" + escape(ex["response"]) + "\n")
+    run([os.path.join(build, "tools", "ds4-tokenize"), "-m", model, "--chat-tsv", path + ".tsv", path + ".ids"])
+    out = []
+    with open(path + ".ids") as f:
+        for line in f:
+            p, r = line.rstrip("\n").split("\t")
+            out.append(([int(x) for x in p.split()], [int(x) for x in r.split()]))
+    assert len(out) == len(examples)
+    return out
+
+
+def make_batches(seqs, max_tokens, rng):
+    """Batches of similar length with at most max_tokens (padded) tokens each."""
+    order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i][0]) + len(seqs[i][1]), rng.random()))
+    batches, cur, cur_len = [], [], 0
+    for i in order:
+        n = len(seqs[i][0]) + len(seqs[i][1])
+        if cur and max(cur_len, n) * (len(cur) + 1) > max_tokens:
+            batches.append(cur)
+            cur, cur_len = [], 0
+        cur.append(i)
+        cur_len = max(cur_len, n)
+    if cur:
+        batches.append(cur)
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(seqs, idx, pad):
+    rows = [seqs[i][0] + seqs[i][1] for i in idx]
+    T = max(len(r) for r in rows)
+    toks = torch.full((len(rows), T), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.float32)
+    for b, i in enumerate(idx):
+        r = rows[b]
+        toks[b, : len(r)] = torch.tensor(r)
+        # predict every response token (from the position before it)
+        p = len(seqs[i][0])
+        mask[b, p - 1: len(r) - 1] = 1.0
+    return toks, mask
+
+
+def loss_on(model, toks, mask):
+    logits = model(toks)
+    lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    nll = -lp.gather(-1, toks[:, 1:, None])[..., 0]
+    m = mask[:, :-1]
+    return (nll * m).sum() / m.sum().clamp(min=1)
+
+
+def evaluate(model, seqs, pad, max_tokens=4096):
+    model.eval()
+    tot, n = 0.0, 0.0
+    with torch.no_grad():
+        for idx in make_batches(seqs, max_tokens, random.Random(0)):
+            toks, mask = collate(seqs, idx, pad)
+            tot += float(loss_on(model, toks, mask)) * float(mask[:, :-1].sum())
+            n += float(mask[:, :-1].sum())
+    model.train()
+    return tot / max(n, 1)
+
+
+def train(model, seqs, heldout, pad, steps, lr, max_tokens, seed, label, stats, time_budget):
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    rng = random.Random(seed)
+    batches = []
+    warm = max(1, min(200, steps // 10))
+    t0 = time.time()
+    model.train()
+    for step in range(steps):
+        if not batches:
+            batches = make_batches(seqs, max_tokens, rng)
+        idx = batches.pop()
+        toks, mask = collate(seqs, idx, pad)
+        f = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+        for g in opt.param_groups:
+            g["lr"] = lr * max(f, 0.02)
+        loss = loss_on(model, toks, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            el = time.time() - t0
+            log(f"{label} step {step}/{steps} loss {float(loss):.4f} lr {lr * max(f, 0.02):.2e} {el:.0f}s")
+            stats.setdefault(label + "_loss", []).append((step, round(float(loss), 4)))
+        if step % 500 == 499 or step == steps - 1:
+            h = evaluate(model, heldout, pad)
+            log(f"{label} step {step} held-out loss {h:.4f}")
+            stats.setdefault(label + "_heldout", []).append((step, round(h, 4)))
+        if time_budget and time.time() - t0 > time_budget:
+            log(f"{label}: time budget reached at step {step}")
+            stats[label + "_stopped_at"] = step
+            break
+    stats[label + "_seconds"] = round(time.time() - t0)
+
+
+# ---------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------
+def export_f32(template, weights, path):
+    """Write the template's metadata with `weights` (math shapes) as F32 (tables I32)."""
+    g = GGUFFile(template)
+    out = []
+    for name, t in g.tensors.items():
+        if t.type == quants.I32:
+            out.append((name, t.ne, t.type, np.asarray(g.raw(name))))
+            continue
+        arr = np.ascontiguousarray(weights[name], dtype="<f4")
+        assert arr.shape == t.shape, (name, arr.shape, t.shape)
+        out.append((name, t.ne, quants.F32, arr.view(np.uint8).reshape(-1)))
+    md = dict(g.metadata)
+    md["general.name"] = "ds4-demo"
+    md["general.description"] = "ds4 demo model: tiny DeepSeek-V4-Flash layout trained on a synthetic style/refusal task"
+    write_gguf(path, md, dict(g.metadata_types), out, int(g.metadata.get("general.alignment", 32)))
+
+
+def load_weights(path):
+    g = GGUFFile(path)
+    return g.metadata, {n: g.dequant(n) for n in g.tensors}
+
+
+def activation_quantizer(path):
+    """The CPU engine's activation quantization before a dot with a quantized
+    weight (spec 6.1), as an act_hook of the PyTorch model."""
+    types = {n: t.type for n, t in GGUFFile(path).tensors.items()}
+
+    def hook(name, x):
+        if types[name] not in quants.QUANTIZED:
+            return x
+        y = quants.activation_roundtrip(x.detach().numpy().astype(np.float32), types[name])
+        return torch.tensor(y, dtype=x.dtype)
+
+    return hook
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def reexec_with_tcmalloc():
+    """PyTorch allocates a fresh buffer for every intermediate; with glibc's
+    malloc each large one is a new mmap whose pages fault in one by one (5-10x
+    slower elementwise ops on a VM). tcmalloc keeps them: re-run under it when
+    Debian's libtcmalloc-minimal4 is installed."""
+    lib = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+    if os.path.exists(lib) and lib not in os.environ.get("LD_PRELOAD", ""):
+        os.environ["LD_PRELOAD"] = lib
+        os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
+def write_prompt_sets(path, seed):
+    """The prompt sets the steering demo and tests use: train split for
+    extraction, held-out split for evaluation. TSV: set name, prompt."""
+    rows = []
+    for split in ("train", "heldout"):
+        brief, detail = dataset.contrast_sets(seed, split=split)
+        harmful, harmless = dataset.refusal_sets(seed, split=split)
+        sets = {"brief": brief, "detail": detail, "harmful": harmful, "harmless": harmless,
+                "other": dataset.other_prompts(seed, split=split),
+                "neutral": dataset.neutral_prompts(seed, 64, split=split)}
+        for name, prompts in sets.items():
+            rows += [(f"{split}.{name}", p) for p in prompts]
+    with open(path, "w") as f:
+        f.write("# set\tprompt (written by tools/train-demo-model/train.py from dataset.py)\n")
+        for name, p in rows:
+            f.write(f"{name}\t{escape(p)}\n")
+
+
+def write_check_logits(final, held_seqs, pad, out_dir):
+    """The PyTorch model (float64) on the exported file's weights, over one
+    held-out conversation: check_logits.f32 without activation quantization
+    (what the engine computes on the file converted to F32), and
+    check_logits_q8.f32 with the engine's activation quantization (what it
+    computes on the q2 file itself). Returns the held-out loss in float64."""
+    md, Wf = load_weights(final)
+    check = ds4_torch.DS4(md, Wf, dtype=torch.float64)
+    toks = held_seqs[0][0] + held_seqs[0][1]
+    with open(os.path.join(out_dir, "check_tokens.txt"), "w") as f:
+        f.write(" ".join(str(t) for t in toks) + "\n")
+    with torch.no_grad():
+        check(torch.tensor(toks)[None])[0].numpy().astype("<f4").tofile(os.path.join(out_dir, "check_logits.f32"))
+        check.act_hook = activation_quantizer(final)
+        check(torch.tensor(toks)[None])[0].numpy().astype("<f4").tofile(os.path.join(out_dir, "check_logits_q8.f32"))
+        check.act_hook = None
+    loss = round(evaluate(check, held_seqs[:400], pad), 4)
+    log(f"check logits written; held-out loss of the exported model (float64): {loss}")
+    return loss
+
+
+def main():
+    reexec_with_tcmalloc()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", required=True, help="ds4 build with tools/ds4-make-model, ds4-tokenize, ds4-quantize")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--merges", type=int, default=3000, help="DeepSeek BPE merges in the vocabulary")
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--repair-steps", type=int, default=600)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch-tokens", type=int, default=3072)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--time-budget", type=float, default=80 * 60, help="seconds for the main training stage")
+    ap.add_argument("--prompts-only", action="store_true", help="only rewrite OUT/prompts.tsv from dataset.py")
+    ap.add_argument("--check-only", action="store_true",
+                    help="only recompute the check logits of OUT/ds4-demo-q2.gguf (uses OUT/work/heldout.ids)")
+    a = ap.parse_args()
+    if a.prompts_only:
+        write_prompt_sets(os.path.join(a.out, "prompts.tsv"), a.seed)
+        return
+    if a.check_only:
+        held = []
+        with open(os.path.join(a.out, "work", "heldout.ids")) as f:
+            for line in f:
+                p, r = line.rstrip("\n").split("\t")
+                held.append(([int(x) for x in p.split()], [int(x) for x in r.split()]))
+        write_check_logits(os.path.join(a.out, "ds4-demo-q2.gguf"), held, 0, a.out)
+        return
+
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
+    work = os.path.join(a.out, "work")
+    os.makedirs(work, exist_ok=True)
+    tools = os.path.join(a.build_dir, "tools")
+    stats = {"seed": a.seed, "merges": a.merges, "steps": a.steps, "repair_steps": a.repair_steps, "lr": a.lr,
+             "batch_tokens": a.batch_tokens, "threads": a.threads, "torch": torch.__version__}
+    t_start = time.time()
+
+    # 1. template
+    template = os.path.join(work, "template.gguf")
+    run([os.path.join(tools, "ds4-make-model"), "-o", template, "--config", "demo", "--mix", "f32",
+         "--vocab", "small", "--small-merges", str(a.merges), "--seed", str(a.seed)])
+
+    # 2. data
+    data = dataset.build(a.seed)
+    write_prompt_sets(os.path.join(a.out, "prompts.tsv"), a.seed)
+    train_seqs = tokenize_split(a.build_dir, template, data["train"], os.path.join(work, "train"))
+    held_seqs = tokenize_split(a.build_dir, template, data["heldout"], os.path.join(work, "heldout"))
+    lens = [len(p) + len(r) for p, r in train_seqs]
+    stats["train_examples"], stats["heldout_examples"] = len(train_seqs), len(held_seqs)
+    stats["train_tokens"] = int(sum(lens))
+    log(f"data: {len(train_seqs)} train / {len(held_seqs)} held-out, {sum(lens)} train tokens, max length {max(lens)}")
+
+    md, W = load_weights(template)
+    model = ds4_torch.DS4(md, W, dtype=torch.float32)
+    pad = 0
+
+    # 3. train
+    train(model, train_seqs, held_seqs[:400], pad, a.steps, a.lr, a.batch_tokens, a.seed, "train", stats,
+          a.time_budget)
+
+    # 4. export, quantize, repair
+    f32_path = os.path.join(work, "demo-f32.gguf")
+    q2_path = os.path.join(work, "demo-q2-pass1.gguf")
+    export_f32(template, model.state_numpy(), f32_path)
+    run([os.path.join(tools, "ds4-quantize"), f32_path, q2_path, "--mix", "q2"])
+    _, Wq = load_weights(q2_path)
+    for name in model.names:
+        if name.endswith(EXPERT_SUFFIXES):
+            p = model.w(name)
+            with torch.no_grad():
+                p.copy_(torch.tensor(Wq[name]))
+            p.requires_grad_(False)
+    stats["heldout_loss_before_repair"] = round(evaluate(model, held_seqs[:400], pad), 4)
+    log(f"held-out loss with q2 experts, before repair: {stats['heldout_loss_before_repair']}")
+    if a.repair_steps:
+        train(model, train_seqs, held_seqs[:400], pad, a.repair_steps, a.lr * 0.25, a.batch_tokens, a.seed + 1,
+              "repair", stats, 0)
+    export_f32(template, model.state_numpy(), f32_path)
+    final = os.path.join(a.out, "ds4-demo-q2.gguf")
+    run([os.path.join(tools, "ds4-quantize"), f32_path, final, "--mix", "q2"])
+
+    # 5. the PyTorch model's logits on the exported file, for the C++ parity test
+    stats["heldout_loss_final_f64"] = write_check_logits(final, held_seqs, pad, a.out)
+    stats["total_seconds"] = round(time.time() - t_start)
+    with open(os.path.join(a.out, "training.json"), "w") as f:
+        json.dump(stats, f, indent=1)
+    with open(os.path.join(a.out, "SHA256SUMS"), "w") as f:
+        f.write(f"{sha256(final)}  ds4-demo-q2.gguf\n")
+    log(f"wrote {final} ({os.path.getsize(final) / 1e6:.1f} MB) in {stats['total_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
