@@ -5,18 +5,19 @@
 // 2. An editing hook scales the FFN output of one layer, and we measure how
 //    much the next-token distribution moves.
 //
-// usage: hooks [MODEL.gguf]   (without a model, a tiny random model is generated)
+// usage: ds4-example-hooks [MODEL.gguf]   (default: the demo model, data/demo-model)
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "ds4/chat.hpp"
 #include "ds4/hook.hpp"
 #include "ds4/model.hpp"
 #include "ds4/session.hpp"
-#include "common/example_model.hpp"
+#include "common/demo_model.hpp"
 
 namespace {
 
@@ -90,8 +91,10 @@ double kl(const std::vector<double>& p, const std::vector<double>& q) {
 
 int main(int argc, char** argv) {
     try {
-        auto model = ds4::Model::load(example::model_path(argc, argv, "hooks"));
-        const std::vector<ds4::ChatMessage> chat = {{ds4::Role::User, "Which experts does this prompt reach?", ""}};
+        const std::string path = argc > 1 ? argv[1] : example::DemoModel{}.path();
+        std::printf("model: %s\n", path.c_str());
+        auto model = ds4::Model::load(path);
+        const std::vector<ds4::ChatMessage> chat = {{ds4::Role::User, "What is the capital of Varnia?", ""}};
         const std::vector<ds4::TokenId> prompt = ds4::render_chat(*model->tokenizer(), chat);
 
         std::printf("1. read-only hook: per-layer RMS and router choice for the last token\n");
