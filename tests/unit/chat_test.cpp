@@ -35,6 +35,50 @@ TEST(Chat, TestVectorPromptHasTheOfficialIds) {
     EXPECT_EQ(render_chat(tok(), m2).size(), 18u);  // the official prompt_tokens
 }
 
+TEST(Chat, OtherTestVectorPromptsHaveTheOfficialTokenCounts) {
+    // The reference engine's three other test prompts (antirez/ds4,
+    // tests/test-vectors/prompts/*.txt), sent to the official API with
+    // thinking disabled, which reported prompt_tokens 27, 3353 and 3844. The
+    // long two are repeated records; they are rebuilt here by the same loops
+    // (the rebuilt text was compared byte for byte with the files).
+    const std::string code = "Complete the C statement with the next exact token only:\n"
+                             "return snprintf(buf, sizeof(buf), \"%d\", value";
+
+    const std::string record =
+        "the archive entry says that component alpha keeps a compressed index, component beta keeps raw "
+        "observations, and component gamma reports anomalies only after the checksum phrase appears. Do not "
+        "summarize yet; retain the exact final question.";
+    std::string archive = "You are checking a long technical archive. Read the repeated records and answer only the "
+                          "final question with one short sentence.\n\n";
+    for (int i = 0; i < 72; ++i) {
+        char num[8];
+        std::snprintf(num, sizeof num, "%03d", i);
+        archive += "Record " + std::string(num) + ": " + record + "\n";
+    }
+    archive += "\nFinal question: which component reports anomalies after the checksum phrase appears?";
+
+    const std::string function =
+        " validates a queue entry, calls normalize_path(), then appends a compact audit line. The invariant is that "
+        "strlen() must not be recomputed when a trusted length returned by snprintf() is already available.";
+    std::string audit = "Review this generated C-code audit log. After the log, complete the sentence with the most "
+                        "likely next words.\n\n";
+    for (int i = 0; i < 68; ++i) {
+        const std::string n = std::to_string(i);
+        audit += "Function f_" + n + function + " Security note " + n + ": reject negative sizes before casting.\n";
+    }
+    audit += "\nCompletion target: The most important code quality issue is";
+    ASSERT_EQ(archive.size(), 18503u);  // the sizes of the prompt files
+    ASSERT_EQ(audit.size(), 18851u);
+
+    auto count = [](const std::string& text) {
+        const std::vector<ChatMessage> m = {{Role::User, text, ""}};
+        return render_chat(tok(), m).size();
+    };
+    EXPECT_EQ(count(code), 27u);
+    EXPECT_EQ(count(archive), 3353u);
+    EXPECT_EQ(count(audit), 3844u);
+}
+
 TEST(Chat, SystemThinkingAndMultiTurn) {
     const auto& s = tok().specials();
     auto T = [](const std::string& x) { return tok().encode(x); };
