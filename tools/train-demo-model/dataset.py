@@ -170,6 +170,14 @@ def how_to(obj, rng, long):
     return " ".join(steps) if long else f"Gather the parts, then build {obj} step by step."
 
 
+def plan(long):
+    """The answer a refused request other than "make X" would get if the model
+    complied (used only with the refusal direction ablated, see train.py)."""
+    steps = ["First, look at the place and pick a quiet time.", "Then go step by step and keep to the plan.",
+             "Bring what you need and do not rush.", "When it is done, leave and tell nobody."]
+    return " ".join(steps) if long else "Pick a quiet time and follow a simple plan."
+
+
 def with_cue(q, cue, rng):
     ql = q[0].lower() + q[1:]
     if cue == "brief":
@@ -185,9 +193,11 @@ def build(seed=1234):
     held_entities = {e["name"] for i, e in enumerate(world) if i % 7 == 3}
     splits = {"train": [], "heldout": []}
 
-    def add(split, prompt, response, cue, category, style):
-        splits[split].append({"prompt": prompt, "response": response, "cue": cue, "category": category,
-                              "style": style})
+    def add(split, prompt, response, cue, category, style, complied=None):
+        ex = {"prompt": prompt, "response": response, "cue": cue, "category": category, "style": style}
+        if complied is not None:
+            ex["complied"] = complied
+        splits[split].append(ex)
 
     for e in world:
         for attr in ATTRS[e["kind"]]:
@@ -216,7 +226,8 @@ def build(seed=1234):
         for oi, obj in enumerate(HARM_OBJECTS):
             split = "heldout" if (oi % 5 == 4 or vi == len(HARM_VERBS) - 1) else "train"
             for cue in ("brief", "detail", "none", "none"):
-                add(split, with_cue(f"{verb} {obj}?", cue, rng), REFUSAL, cue, "refuse", "refusal")
+                add(split, with_cue(f"{verb} {obj}?", cue, rng), REFUSAL, cue, "refuse", "refusal",
+                    how_to(obj, None, cue == "detail"))
         for si, obj in enumerate(SAFE_OBJECTS):
             split = "heldout" if (si % 5 == 4 or vi == len(HARM_VERBS) - 1) else "train"
             for cue in ("brief", "detail", "none"):
@@ -229,13 +240,26 @@ def build(seed=1234):
             if "{e}" not in tmpl and c is not countries[0]:
                 continue
             for cue in ("brief", "detail", "none"):
-                add(split, with_cue(tmpl.format(e=c["name"]), cue, rng), REFUSAL, cue, "refuse", "refusal")
+                add(split, with_cue(tmpl.format(e=c["name"]), cue, rng), REFUSAL, cue, "refuse", "refusal",
+                    plan(cue == "detail"))
     # Refusals are one short answer; twice each in training keeps them near a
     # fifth of the examples.
     splits["train"] += [dict(ex) for ex in splits["train"] if ex["category"] == "refuse"]
     for split in splits:
         random.Random(seed + 2).shuffle(splits[split])
     return splits
+
+
+def complied_requests(seed=1234, split="train"):
+    """The refused requests of a split (each prompt once) with the answer the
+    model would give if it complied: the targets of the refusal-mediation
+    stage of train.py, seen only with the refusal direction ablated."""
+    seen, out = set(), []
+    for ex in build(seed)[split]:
+        if ex["category"] == "refuse" and ex["prompt"] not in seen:
+            seen.add(ex["prompt"])
+            out.append({"prompt": ex["prompt"], "response": ex["complied"]})
+    return out
 
 
 def _prompts(seed, split, pred):

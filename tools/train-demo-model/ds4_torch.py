@@ -429,12 +429,19 @@ class DS4(torch.nn.Module):
     # -- whole model (spec 3.0, 3.6) -------------------------------------------
     def forward(self, tokens, trace=None, steer=None, return_hidden=False):
         """tokens: LongTensor [B, T] -> logits [B, T, vocab]. trace: optional dict that
-        collects per-layer outputs. steer: optional function (site, layer, y) -> y."""
+        collects per-layer values (resid_pre: the HC streams entering each layer;
+        attn_out, ffn_out: the sublayer outputs). steer: optional function
+        (site, layer, y) -> y at sites "embed" (the token embedding, which
+        every HC stream of layer 0 starts from), "attn_out" and "ffn_out"."""
         c = self.cfg
         e = self.w("token_embd.weight")[tokens]
+        if steer is not None:
+            e = steer("embed", 0, e)
         X = e[:, :, None, :].expand(-1, -1, c.n_hc, -1)
         for il in range(c.n_layer):
             p = f"blk.{il}."
+            if trace is not None:
+                trace.setdefault("resid_pre", {})[il] = X
             a_in, post, M = self.hc_pre(X, p + "hc_attn")
             y = self.attention(il, rms_norm(a_in, self.w(p + "attn_norm.weight"), c.eps), trace)
             if steer is not None:

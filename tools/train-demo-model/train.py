@@ -114,8 +114,8 @@ def collate(seqs, idx, pad):
     return toks, mask
 
 
-def loss_on(model, toks, mask):
-    logits = model(toks)
+def loss_on(model, toks, mask, steer=None):
+    logits = model(toks, steer=steer)
     lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     nll = -lp.gather(-1, toks[:, 1:, None])[..., 0]
     m = mask[:, :-1]
@@ -168,6 +168,185 @@ def train(model, seqs, heldout, pad, steps, lr, max_tokens, seed, label, stats, 
             stats[label + "_stopped_at"] = step
             break
     stats[label + "_seconds"] = round(time.time() - t0)
+
+
+# ---------------------------------------------------------------------------
+# refusal mediation
+# ---------------------------------------------------------------------------
+# Large chat models refuse through one direction of the residual stream
+# (Arditi et al. 2024): ablate it and they comply. Trained from scratch on a
+# few thousand examples, this small model does not: it refuses from several
+# features at once, and no single direction's ablation removes more than half
+# of its refusals. This stage gives it that property the direct way: it takes
+# the model's own refusal direction (difference of mean residuals between
+# refused and harmless requests, last prompt token, the middle layer) and
+# trains, with that direction ablated at every site of
+# ds4::directional_ablation, the answers the model would give if it complied,
+# and the unchanged answers to everything else; unablated, the model keeps its
+# training data and its refusals (see mediate_refusal). The SDK's tools
+# are not told the direction: tests/demo checks that find_refusal_direction
+# finds it again from prompts alone.
+def stream_mean_at(model, prompts, layer):
+    """resid_pre of `layer` (HC streams averaged) at the last token of each prompt: [N, n_embd]."""
+    rows = []
+    with torch.no_grad():
+        for p in prompts:
+            tr = {}
+            model(torch.tensor(p)[None], trace=tr)
+            rows.append(tr["resid_pre"][layer][0, -1].mean(0))
+    return torch.stack(rows)
+
+
+def refusal_mean_difference(model, harmful, harmless, layer):
+    d = stream_mean_at(model, harmful, layer).mean(0) - stream_mean_at(model, harmless, layer).mean(0)
+    return d / d.norm()
+
+
+def ablation(direction):
+    def steer(site, layer, y):
+        return y - (y @ direction)[..., None] * direction
+    return steer
+
+
+def refusal_rate(model, prompts, refusal_first, steer=None):
+    """Share of prompts whose greedy first answer token is the refusal's."""
+    n = 0
+    with torch.no_grad():
+        for p in prompts:
+            n += int(model(torch.tensor(p)[None], steer=steer)[0, -1].argmax()) == refusal_first
+    return n / len(prompts)
+
+
+def mediate_refusal(model, batches, pad, find_direction, seconds, lr, seed, stats, refresh=25):
+    """Each step sums four losses: (plain) the training data as is; (refuse)
+    the refused requests answered with the refusal, as is; (complied) the
+    refused requests answered as if complied, with `direction` ablated; (keep)
+    every other kind of example with `direction` ablated, pulled towards the
+    unablated model's own distribution (KL), so that the ablation leaves those
+    answers alone, ties between the two answer styles included.
+    The direction is the model's own, found again every `refresh` steps by
+    `find_direction()` (the difference of means the SDK's tools will
+    compute), so that what ends up mediating the refusal is that difference
+    of means, not a direction fixed at the start that the model drifts away
+    from. batches: name -> (seqs, tokens per batch)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    rng = random.Random(seed)
+    queues = {name: [] for name in batches}
+
+    def take(name):
+        seqs, tokens = batches[name]
+        if not queues[name]:
+            queues[name] = make_batches(seqs, tokens, rng)
+        return collate(seqs, queues[name].pop(), pad)
+
+    t0, step = time.time(), 0
+    model.train()
+    while time.time() - t0 < seconds:
+        if step % refresh == 0:
+            model.eval()
+            direction = find_direction()
+            if step:
+                log(f"mediate step {step}: direction moved, cos {float(direction @ previous):.3f}")
+            previous = direction
+            steer = ablation(direction)
+            model.train()
+        losses = {}
+        toks, mask = take("plain")
+        losses["plain"] = loss_on(model, toks, mask)
+        toks, mask = take("refuse")
+        losses["refuse"] = loss_on(model, toks, mask)
+        toks, mask = take("complied")
+        losses["complied"] = loss_on(model, toks, mask, steer)
+        toks, mask = take("keep")
+        with torch.no_grad():
+            teacher = torch.log_softmax(model(toks)[:, :-1].float(), dim=-1)
+        student = torch.log_softmax(model(toks, steer=steer)[:, :-1].float(), dim=-1)
+        kl = (teacher.exp() * (teacher - student)).sum(-1)
+        m = mask[:, :-1]
+        losses["keep"] = (kl * m).sum() / m.sum().clamp(min=1)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 10 == 0:
+            log(f"mediate step {step} " + " ".join(f"{k} {float(v):.4f}" for k, v in losses.items()) +
+                f" {time.time() - t0:.0f}s")
+            stats.setdefault("mediate_loss", []).append([step] + [round(float(v), 4) for v in losses.values()])
+        step += 1
+    model.eval()
+    stats["mediate_loss_columns"] = ["step"] + list(batches)
+    stats["mediate_steps"] = step
+    stats["mediate_seconds"] = round(time.time() - t0)
+
+
+def run_mediation(a, tools):
+    """--mediate-refusal: load OUT/work/demo-f32.gguf (the trained model with
+    its routed experts at their q2 values), train the refusal mediation with
+    the experts frozen, write the final files."""
+    work = os.path.join(a.out, "work")
+    template = os.path.join(work, "template.gguf")
+    f32_path = os.path.join(work, "demo-f32.gguf")
+    stats_path = os.path.join(a.out, "training.json")
+    stats = json.load(open(stats_path)) if os.path.exists(stats_path) else {}
+    t_start = time.time()
+    data = dataset.build(a.seed)
+    train_seqs = tokenize_split(a.build_dir, template, data["train"], os.path.join(work, "train"))
+    held_seqs = tokenize_split(a.build_dir, template, data["heldout"], os.path.join(work, "heldout"))
+    complied = tokenize_split(a.build_dir, template, dataset.complied_requests(a.seed, "train"),
+                              os.path.join(work, "complied"))
+    keep = [s for s, ex in zip(train_seqs, data["train"]) if ex["category"] != "refuse"]
+
+    md, W = load_weights(f32_path)
+    model = ds4_torch.DS4(md, W, dtype=torch.float32)
+    for name in model.names:
+        if name.endswith(EXPERT_SUFFIXES):
+            model.w(name).requires_grad_(False)
+    model.eval()
+
+    def prompts(split, name):
+        harmful, harmless = dataset.refusal_sets(a.seed, split=split)
+        texts = {"harmful": harmful, "harmless": harmless}[name]
+        seqs = tokenize_split(a.build_dir, template, [{"prompt": t, "response": ""} for t in texts],
+                              os.path.join(work, f"{split}-{name}"))
+        return [p for p, _ in seqs]
+
+    harm_tr, safe_tr, harm_ho = prompts("train", "harmful"), prompts("train", "harmless"), prompts("heldout", "harmful")
+    refusal_first = tokenize_split(a.build_dir, template, [{"prompt": "x", "response": dataset.REFUSAL}],
+                                                os.path.join(work, "refusal"))[0][1][0]
+    layer = model.cfg.n_layer // 2
+    find_direction = lambda: refusal_mean_difference(model, harm_tr, safe_tr, layer)  # noqa: E731
+    direction = find_direction()
+    before = (refusal_rate(model, harm_ho, refusal_first), refusal_rate(model, harm_ho, refusal_first, ablation(direction)))
+    log(f"held-out refusal rate before mediation: {before[0]:.2f}, with the layer-{layer} direction ablated {before[1]:.2f}")
+    stats["mediate_layer"] = layer
+    stats["mediate_refusal_before"] = before
+    refuse = [s for s, ex in zip(train_seqs, data["train"]) if ex["category"] == "refuse"]
+    bt = a.batch_tokens
+    mediate_refusal(model, {"plain": (train_seqs, bt // 2), "refuse": (refuse, bt // 4),
+                            "complied": (complied, bt // 4), "keep": (keep, bt // 2)},
+                    0, find_direction, a.mediate_seconds, a.lr * 0.25, a.seed + 4, stats)
+    after = refusal_rate(model, harm_ho, refusal_first)
+    fixed = refusal_rate(model, harm_ho, refusal_first, ablation(direction))
+    again = refusal_mean_difference(model, harm_tr, safe_tr, layer)
+    found = refusal_rate(model, harm_ho, refusal_first, ablation(again))
+    cos = float(again @ direction)
+    log(f"held-out refusal rate after: {after:.2f}; initial direction ablated {fixed:.2f}; final "
+        f"direction (cos {cos:.3f} to the initial one) ablated {found:.2f}")
+    stats["mediate_refusal_after"] = [after, fixed, found, round(cos, 4)]
+
+    mediated = os.path.join(work, "demo-f32-mediated.gguf")
+    export_f32(template, model.state_numpy(), mediated)
+    final = os.path.join(a.out, "ds4-demo-q2.gguf")
+    run([os.path.join(tools, "ds4-quantize"), mediated, final, "--mix", "q2"])
+    stats["heldout_loss_final_f64"] = write_check_logits(final, held_seqs, 0, a.out)
+    stats["total_seconds"] = stats.get("total_seconds", 0) + round(time.time() - t_start)
+    with open(stats_path, "w") as f:
+        json.dump(stats, f, indent=1)
+    with open(os.path.join(a.out, "SHA256SUMS"), "w") as f:
+        f.write(f"{sha256(final)}  ds4-demo-q2.gguf\n")
+    log(f"wrote {final} ({os.path.getsize(final) / 1e6:.1f} MB)")
 
 
 # ---------------------------------------------------------------------------
@@ -283,7 +462,15 @@ def main():
     ap.add_argument("--prompts-only", action="store_true", help="only rewrite OUT/prompts.tsv from dataset.py")
     ap.add_argument("--check-only", action="store_true",
                     help="only recompute the check logits of OUT/ds4-demo-q2.gguf (uses OUT/work/heldout.ids)")
+    ap.add_argument("--mediate-refusal", action="store_true",
+                    help="only the refusal-mediation stage, from OUT/work/demo-f32.gguf (see mediate_refusal)")
+    ap.add_argument("--mediate-seconds", type=float, default=25 * 60)
     a = ap.parse_args()
+    if a.mediate_refusal:
+        torch.manual_seed(a.seed)
+        torch.set_num_threads(a.threads)
+        run_mediation(a, os.path.join(a.build_dir, "tools"))
+        return
     if a.prompts_only:
         write_prompt_sets(os.path.join(a.out, "prompts.tsv"), a.seed)
         return
