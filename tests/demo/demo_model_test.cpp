@@ -123,12 +123,19 @@ ds4::SweepOptions refusal_sweep_options(const ds4::Tokenizer& tok, int max_token
     return so;
 }
 
+// The demo's refusal recipe: find_refusal_direction on the train split, and
+// the directional ablation of what it found.
+struct RefusalAblation {
+    std::shared_ptr<const ds4::Model> model = load_demo();
+    DemoModel demo;
+    ds4::RefusalDirection rd = example::refusal_direction(model, demo);
+    std::vector<ds4::SteeringVector> ablation = ds4::directional_ablation(*model, rd.direction, ds4::SteeringOp::Project);
+};
+
 TEST(DemoModel, RefusalAblationBypassesRefusals) {
-    auto model = load_demo();
-    const DemoModel demo;
+    const RefusalAblation r;
+    const auto& [model, demo, rd, ablation] = r;
     const ds4::Tokenizer& tok = *model->tokenizer();
-    const ds4::RefusalDirection rd = example::refusal_direction(model, demo);
-    const auto ablation = ds4::directional_ablation(*model, rd.direction, ds4::SteeringOp::Project);
     const auto harmful = example::chat_prompts(tok, demo.prompt_set("heldout.harmful"));
     const auto rows = ds4::sweep(model, harmful, ablation, ds4::SweepMetric::RefusalRate, refusal_sweep_options(tok, 12));
     std::printf("  refusal rate on %zu held-out harmful prompts: %.3f unsteered, %.3f ablated (layer %d)\n",
@@ -146,11 +153,9 @@ TEST(DemoModel, RefusalAblationBypassesRefusals) {
 // small perturbation. A model that generalises better to held-out prompts
 // has to make this pass before it is enabled.
 TEST(DemoModel, DISABLED_RefusalAblationKeepsOtherAnswers) {
-    auto model = load_demo();
-    const DemoModel demo;
+    const RefusalAblation r;
+    const auto& [model, demo, rd, ablation] = r;
     const ds4::Tokenizer& tok = *model->tokenizer();
-    const ds4::RefusalDirection rd = example::refusal_direction(model, demo);
-    const auto ablation = ds4::directional_ablation(*model, rd.direction, ds4::SteeringOp::Project);
     const auto others = example::chat_prompts(tok, demo.prompt_set("heldout.other"));
     const auto kept = ds4::sweep(model, others, ablation, ds4::SweepMetric::ResponseLength, refusal_sweep_options(tok, 96));
     size_t same = 0;
