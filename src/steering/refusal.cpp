@@ -65,17 +65,8 @@ std::vector<SteeringVector> directional_ablation(const Model& model, std::span<c
         fail(ErrorCode::InvalidArgument, "ablation direction has %zu values, the model width is %d", direction.size(),
              c.n_embd);
     std::vector<SteeringVector> out;
-    // Project removes `scale` times the component along the direction, so
-    // the direction must be a unit vector for scale 1 to be the ablation.
-    std::vector<float> unit(direction.begin(), direction.end());
-    double norm = 0;
-    for (float x : unit) norm += static_cast<double>(x) * x;
-    if (!(norm > 0) || !std::isfinite(norm))
-        fail(ErrorCode::InvalidArgument, "ablation direction must be finite and non-zero");
-    for (float& x : unit) x = static_cast<float>(x / std::sqrt(norm));
-    direction = unit;
     SteeringVector in(c.n_layer, c.n_embd, SteeringSite::LayerIn, op);
-    in.set_direction(0, direction);
+    in.set_direction(0, direction);  // rejects non-finite and zero directions
     SteeringVector attn(c.n_layer, c.n_embd, SteeringSite::AttnOut, op);
     SteeringVector ffn(c.n_layer, c.n_embd, SteeringSite::FfnOut, op);
     for (int l = 0; l < c.n_layer; ++l) {
@@ -83,6 +74,9 @@ std::vector<SteeringVector> directional_ablation(const Model& model, std::span<c
         ffn.set_direction(l, direction);
     }
     for (SteeringVector* v : {&in, &attn, &ffn}) {
+        // Project removes `scale` times the component along the direction:
+        // unit directions make scale 1 the ablation.
+        v->normalize();
         v->provenance.name = "directional-ablation";
         v->provenance.method = "ablation";
         out.push_back(std::move(*v));
