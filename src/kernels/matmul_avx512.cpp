@@ -333,16 +333,7 @@ struct Q8_0Kernel {
 };
 
 // ---------------------------------------------------------------------------
-// Shared by the Q8_K kernels: the four 64-byte quarters of an activation block.
-
-struct Q8KView {
-    __m512i q[4];
-    float d;
-};
-
-inline void load_q8k(const BlockQ8_K* b, __m512i (&q)[4]) {
-    for (int i = 0; i < 4; ++i) q[i] = loadu512(b->qs + 64 * i);
-}
+// Shared by the Q8_K kernels.
 
 static_assert(offsetof(BlockQ2_K, dmin) == offsetof(BlockQ2_K, d) + 2);
 static_assert(offsetof(BlockQ4_K, dmin) == offsetof(BlockQ4_K, d) + 2);
@@ -365,10 +356,11 @@ inline __m512 scale_accumulate(__m512 acc, __m512i isum, __m256i msum, __m128 dd
 // Q2_K weights with Q8_K activations.
 //
 // qs holds four 2-bit planes of 64 bytes; plane p, bytes 0..31 are values
-// 32p..32p+31 and bytes 32..63 are values 128+32p.. . Shuffling 128-bit lanes
-// of the planes gives four registers in natural value order (64 values
-// each), whose 16-byte lanes are the 16-value groups g = 4i..4i+3 with scale
-// index g. Each 2-bit quant times its 4-bit scale is at most 45, so the
+// 32p..32p+31 and bytes 32..63 are values 128+32p.. . The weights stay in
+// plane order and the activations are loaded in the same order instead (two
+// 32-byte halves per register), once per token for all rows of the tile;
+// the 16-byte lanes of plane p are the 16-value groups 2p, 2p+1, 2p+8, 2p+9.
+// Each 2-bit quant times its 4-bit scale is at most 45, so the
 // product is formed in 16-bit lanes (no carry crosses a byte) and fed to
 // VPDPBUSD directly.
 
@@ -388,26 +380,27 @@ inline void decode_q2_K(const BlockQ2_K* b, Q2KWeights& out) {
     const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
     const __m128i m4 = _mm_set1_epi8(15);
     const __m512i sc_lo = _mm512_broadcast_i32x4(_mm_and_si128(sc, m4));
-    // Lane k of register i takes scale byte 4i+k, zero-extended to 16 bits.
-    auto scale_of = [&](int i) {
-        const __m128i c0 = _mm_set1_epi16(static_cast<short>(0x8000 | (4 * i + 0)));
-        const __m128i c1 = _mm_set1_epi16(static_cast<short>(0x8000 | (4 * i + 1)));
-        const __m128i c2 = _mm_set1_epi16(static_cast<short>(0x8000 | (4 * i + 2)));
-        const __m128i c3 = _mm_set1_epi16(static_cast<short>(0x8000 | (4 * i + 3)));
+    // 128-bit lane k of plane p holds the 16 values of group 2p + k%2 + 8*(k/2):
+    // its scale byte, zero-extended to 16 bits.
+    auto scale_of = [&](int p) {
+        const __m128i c0 = _mm_set1_epi16(static_cast<short>(0x8000 | (2 * p + 0)));
+        const __m128i c1 = _mm_set1_epi16(static_cast<short>(0x8000 | (2 * p + 1)));
+        const __m128i c2 = _mm_set1_epi16(static_cast<short>(0x8000 | (2 * p + 8)));
+        const __m128i c3 = _mm_set1_epi16(static_cast<short>(0x8000 | (2 * p + 9)));
         const __m512i ctrl = _mm512_inserti64x4(
             _mm512_castsi256_si512(_mm256_set_m128i(c1, c0)), _mm256_set_m128i(c3, c2), 1);
         return _mm512_shuffle_epi8(sc_lo, ctrl);
     };
-    out.w[0] = _mm512_mullo_epi16(_mm512_shuffle_i64x2(v0, v1, 0x44), scale_of(0));
-    out.w[1] = _mm512_mullo_epi16(_mm512_shuffle_i64x2(v2, v3, 0x44), scale_of(1));
-    out.w[2] = _mm512_mullo_epi16(_mm512_shuffle_i64x2(v0, v1, 0xEE), scale_of(2));
-    out.w[3] = _mm512_mullo_epi16(_mm512_shuffle_i64x2(v2, v3, 0xEE), scale_of(3));
+    out.w[0] = _mm512_mullo_epi16(v0, scale_of(0));
+    out.w[1] = _mm512_mullo_epi16(v1, scale_of(1));
+    out.w[2] = _mm512_mullo_epi16(v2, scale_of(2));
+    out.w[3] = _mm512_mullo_epi16(v3, scale_of(3));
     out.mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
     out.dd = load_d_dmin(&b->d);
 }
 
 struct Q2KKernel {
-    static constexpr int kDecodeRows = 4;
+    static constexpr int kDecodeRows = 2;
     static constexpr int kBatchRows = 2;
     static constexpr int kBatchToks = 8;
 
@@ -427,7 +420,7 @@ struct Q2KKernel {
             for (int t = 0; t < NT; ++t) {
                 const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(p.x[t]) + i;
                 __m512i xq[4];
-                load_q8k(xb, xq);
+                for (int k = 0; k < 4; ++k) xq[k] = load_2x256(xb->qs + 32 * k, xb->qs + 128 + 32 * k);
                 const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
                 const float dx = load_scalar<float>(&xb->d);
                 for (int r = 0; r < NR; ++r) {
@@ -449,13 +442,15 @@ struct Q2KKernel {
 // Q4_K weights with Q8_K activations.
 //
 // qs holds four 32-byte chunks; chunk c's low nibbles are sub-block 2c and
-// its high nibbles sub-block 2c+1. Lane shuffles put two consecutive
-// sub-blocks (64 values, natural order) in each of four registers; the 6-bit
+// its high nibbles sub-block 2c+1. A 64-byte load masked to its low (high)
+// nibbles holds sub-blocks 4h and 4h+2 (4h+1 and 4h+3); the weights stay in
+// that order and the activations are loaded in the same order (two 32-byte
+// halves per register, once per token for all rows of the tile). The 6-bit
 // scales enter through VPDPWSSD on the 16-bit pair sums of VPMADDUBSW.
 
 struct Q4KWeights {
-    __m512i w[4];   // nibbles, natural order
-    __m512i sc[4];  // i16 scale per lane: sub-block 2i in lanes 0..15, 2i+1 in 16..31
+    __m512i w[4];   // nibbles: register i holds sub-blocks j, j + 2 (j = 4 * (i / 2) + i % 2)
+    __m512i sc[4];  // i16 scale per lane: sub-block j in lanes 0..15, j + 2 in 16..31
     __m256i mins;   // 16 x i16: min of sub-block j at positions 2j and 2j+1
     __m128 dd;  // d, dmin
 };
@@ -466,10 +461,10 @@ inline void decode_q4_K(const BlockQ4_K* b, Q4KWeights& out) {
     const __m512i q1 = loadu512(b->qs + 64);
     const __m512i lo0 = _mm512_and_si512(q0, m4), hi0 = _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4);
     const __m512i lo1 = _mm512_and_si512(q1, m4), hi1 = _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4);
-    out.w[0] = _mm512_shuffle_i64x2(lo0, hi0, 0x44);
-    out.w[1] = _mm512_shuffle_i64x2(lo0, hi0, 0xEE);
-    out.w[2] = _mm512_shuffle_i64x2(lo1, hi1, 0x44);
-    out.w[3] = _mm512_shuffle_i64x2(lo1, hi1, 0xEE);
+    out.w[0] = lo0;
+    out.w[1] = hi0;
+    out.w[2] = lo1;
+    out.w[3] = hi1;
 
     // Unpack the 12 scale bytes: scales of sub-blocks 0..7 and mins 0..7, 6 bits each.
     const uint32_t u0 = load_scalar<uint32_t>(b->scales);
@@ -481,9 +476,11 @@ inline void decode_q4_K(const BlockQ4_K* b, Q4KWeights& out) {
                           static_cast<uint64_t>(((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u)) << 32;
     const __m512i s16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(scales))));
     for (int i = 0; i < 4; ++i) {
-        // i16 element 2i in 128-bit lanes 0,1 and element 2i+1 in lanes 2,3.
-        const __m128i a = _mm_set1_epi16(static_cast<short>((4 * i) | ((4 * i + 1) << 8)));
-        const __m128i c = _mm_set1_epi16(static_cast<short>((4 * i + 2) | ((4 * i + 3) << 8)));
+        // Register i holds sub-blocks j and j + 2 (j = 4 * (i / 2) + i % 2):
+        // i16 element j in 128-bit lanes 0,1 and element j + 2 in lanes 2,3.
+        const int j = 4 * (i / 2) + i % 2;
+        const __m128i a = _mm_set1_epi16(static_cast<short>((2 * j) | ((2 * j + 1) << 8)));
+        const __m128i c = _mm_set1_epi16(static_cast<short>((2 * j + 4) | ((2 * j + 5) << 8)));
         const __m512i ctrl =
             _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(a, a)), _mm256_set_m128i(c, c), 1);
         out.sc[i] = _mm512_shuffle_epi8(s16, ctrl);
@@ -514,7 +511,8 @@ struct Q4KKernel {
             for (int t = 0; t < NT; ++t) {
                 const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(p.x[t]) + i;
                 __m512i xq[4];
-                load_q8k(xb, xq);
+                for (int k = 0; k < 4; ++k)
+                    xq[k] = load_2x256(xb->qs + 128 * (k / 2) + 32 * (k % 2), xb->qs + 128 * (k / 2) + 32 * (k % 2) + 64);
                 const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->bsums));
                 const float dx = load_scalar<float>(&xb->d);
                 for (int r = 0; r < NR; ++r) {
