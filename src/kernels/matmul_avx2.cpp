@@ -94,13 +94,25 @@ float dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* x, int64_t nb) {
     return hsum(acc);
 }
 
+// PSHUFB control that spreads scale byte a over the eight 16-bit lanes of the
+// low 128-bit half and byte b over those of the high half.
+inline __m256i scale_pair_ctrl(int a, int b) {
+    return _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(0x8000 | b)), _mm_set1_epi16(static_cast<short>(0x8000 | a)));
+}
+
+// Q2_K: the 16 4-bit scales are widened to 16-bit lanes with one PSHUFB per
+// 32 values; the minimums are one VPMADDWD of the 4-bit mins with the
+// activation's 16-value sums, accumulated in a second float vector.
 float dot_q2_K(const BlockQ2_K* w, const BlockQ8_K* x, int64_t nb) {
     const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(15);
     __m256 acc = _mm256_setzero_ps();
-    float mins_total = 0.0f;
+    __m256 acc_min = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
-        int32_t mins = 0;
-        for (int g = 0; g < 16; ++g) mins += static_cast<int32_t>(w[i].scales[g] >> 4) * x[i].bsums[g];
+        const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].scales));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+        const __m256i msum = _mm256_madd_epi16(mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].bsums)));
+        const __m256i scales = _mm256_broadcastsi128_si256(_mm_and_si128(sc, m4));
         __m256i sumi = _mm256_setzero_si256();
         const int8_t* q8 = x[i].qs;
         for (int half = 0; half < 2; ++half) {
@@ -110,29 +122,33 @@ float dot_q2_K(const BlockQ2_K* w, const BlockQ8_K* x, int64_t nb) {
                 const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8));
                 q8 += 32;
                 const __m256i p16 = _mm256_maddubs_epi16(q2, qx);
-                const int16_t sa = w[i].scales[8 * half + 2 * pass] & 15;
-                const int16_t sb = w[i].scales[8 * half + 2 * pass + 1] & 15;
-                const __m256i sc = _mm256_setr_epi16(sa, sa, sa, sa, sa, sa, sa, sa, sb, sb, sb, sb, sb, sb, sb, sb);
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, sc));
+                const int g = 8 * half + 2 * pass;
+                const __m256i s16 = _mm256_shuffle_epi8(scales, scale_pair_ctrl(g, g + 1));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, s16));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * f16_to_f32(w[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        mins_total += x[i].d * f16_to_f32(w[i].dmin) * static_cast<float>(mins);
+        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * f16_to_f32(w[i].dmin)), _mm256_cvtepi32_ps(msum), acc_min);
     }
-    return hsum(acc) - mins_total;
+    return hsum(acc) - hsum(acc_min);
 }
 
+// Q4_K: scales and mins unpacked for the whole block at once; the minimums
+// as for Q2_K (each 6-bit min covers two 16-value sums).
 float dot_q4_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t nb) {
     const __m256i m4 = _mm256_set1_epi8(15);
     __m256 acc = _mm256_setzero_ps();
-    float mins_total = 0.0f;
+    __m256 acc_min = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
+        uint64_t scales, mins;
+        q4_K_scales_mins(w[i].scales, &scales, &mins);
+        const __m128i mv = _mm_cvtsi64_si128(static_cast<long long>(mins));
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv));
+        const __m256i msum = _mm256_madd_epi16(mins16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].bsums)));
         __m256i sumi = _mm256_setzero_si256();
-        int32_t mins = 0;
         for (int c = 0; c < 4; ++c) {
-            uint8_t sc0, m0, sc1, m1;
-            q4_K_scale_min(2 * c, w[i].scales, &sc0, &m0);
-            q4_K_scale_min(2 * c + 1, w[i].scales, &sc1, &m1);
+            const auto sc0 = static_cast<short>((scales >> (16 * c)) & 0xff);
+            const auto sc1 = static_cast<short>((scales >> (16 * c + 8)) & 0xff);
             const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs + 32 * c));
             const __m256i lo = _mm256_and_si256(bits, m4);
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
@@ -141,12 +157,11 @@ float dot_q4_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t nb) {
             const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(sc0));
             const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(sc1));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
-            mins += m0 * (x[i].bsums[4 * c] + x[i].bsums[4 * c + 1]) + m1 * (x[i].bsums[4 * c + 2] + x[i].bsums[4 * c + 3]);
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * f16_to_f32(w[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        mins_total += x[i].d * f16_to_f32(w[i].dmin) * static_cast<float>(mins);
+        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * f16_to_f32(w[i].dmin)), _mm256_cvtepi32_ps(msum), acc_min);
     }
-    return hsum(acc) - mins_total;
+    return hsum(acc) - hsum(acc_min);
 }
 
 float dot_iq2_xxs(const BlockIQ2_XXS* w, const BlockQ8_K* x, int64_t nb) {

@@ -467,13 +467,8 @@ inline void decode_q4_K(const BlockQ4_K* b, Q4KWeights& out) {
     out.w[3] = hi1;
 
     // Unpack the 12 scale bytes: scales of sub-blocks 0..7 and mins 0..7, 6 bits each.
-    const uint32_t u0 = load_scalar<uint32_t>(b->scales);
-    const uint32_t u1 = load_scalar<uint32_t>(b->scales + 4);
-    const uint32_t u2 = load_scalar<uint32_t>(b->scales + 8);
-    const uint64_t scales = static_cast<uint64_t>(u0 & 0x3f3f3f3fu) |
-                            static_cast<uint64_t>((u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u)) << 32;
-    const uint64_t mins = static_cast<uint64_t>(u1 & 0x3f3f3f3fu) |
-                          static_cast<uint64_t>(((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u)) << 32;
+    uint64_t scales, mins;
+    quant::q4_K_scales_mins(b->scales, &scales, &mins);
     const __m512i s16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(scales))));
     for (int i = 0; i < 4; ++i) {
         // Register i holds sub-blocks j and j + 2 (j = 4 * (i / 2) + i % 2):

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 namespace ds4::quant {
 
@@ -53,6 +54,19 @@ inline void q4_K_scale_min(int j, const uint8_t* s, uint8_t* sc, uint8_t* mn) {
         *sc = static_cast<uint8_t>((s[j + 4] & 15) | ((s[j - 4] >> 6) << 4));
         *mn = static_cast<uint8_t>((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
     }
+}
+
+// All eight 6-bit scales and mins of a Q4_K block at once: byte j of
+// `scales` (`mins`) is sub-block j's, as q4_K_scale_min gives them.
+inline void q4_K_scales_mins(const uint8_t* s, uint64_t* scales, uint64_t* mins) {
+    uint32_t u0, u1, u2;
+    std::memcpy(&u0, s, 4);
+    std::memcpy(&u1, s + 4, 4);
+    std::memcpy(&u2, s + 8, 4);
+    *scales = static_cast<uint64_t>(u0 & 0x3f3f3f3fu) |
+              static_cast<uint64_t>((u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u)) << 32;
+    *mins = static_cast<uint64_t>(u1 & 0x3f3f3f3fu) |
+            static_cast<uint64_t>(((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u)) << 32;
 }
 
 static_assert(sizeof(BlockQ8_0) == 34);

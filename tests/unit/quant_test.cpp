@@ -74,6 +74,27 @@ TEST(QuantKnownAnswers, Q4_K) {
     EXPECT_EQ(y[161], 2.0f * 33 * 10 - 1.0f * 17);
 }
 
+// The whole-block unpacking the SIMD kernels use gives the same 6-bit scale
+// and min per sub-block as the per-sub-block definition, for every bit pattern
+// of each byte position.
+TEST(QuantKnownAnswers, Q4_KScalesUnpackedTogetherMatchOneByOne) {
+    std::mt19937 rng(7);
+    for (int trial = 0; trial < 2000; ++trial) {
+        uint8_t packed[12];
+        for (auto& b : packed) b = static_cast<uint8_t>(rng());
+        if (trial < 256)
+            for (auto& b : packed) b = static_cast<uint8_t>(trial);
+        uint64_t scales = 0, mins = 0;
+        q4_K_scales_mins(packed, &scales, &mins);
+        for (int j = 0; j < 8; ++j) {
+            uint8_t sc = 0, mn = 0;
+            q4_K_scale_min(j, packed, &sc, &mn);
+            ASSERT_EQ(sc, static_cast<uint8_t>(scales >> (8 * j))) << "sub-block " << j << " trial " << trial;
+            ASSERT_EQ(mn, static_cast<uint8_t>(mins >> (8 * j))) << "sub-block " << j << " trial " << trial;
+        }
+    }
+}
+
 TEST(QuantKnownAnswers, Q2_K) {
     BlockQ2_K b{};
     b.d = f32_to_f16(0.5f);
