@@ -17,6 +17,9 @@ namespace {
 
 using namespace ds4::quant;
 
+// F16C conversion (exact, like the portable f16_to_f32, without its branches).
+inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
 inline float hsum(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
     lo = _mm_add_ps(lo, hi);
@@ -65,7 +68,7 @@ float dot_f16(const uint16_t* w, const float* x, int64_t n) {
     const int64_t full = n & ~int64_t{7};
     float s = dot_float(
         [w](int64_t i) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))); }, x, full);
-    for (int64_t i = full; i < n; ++i) s += f16_to_f32(w[i]) * x[i];
+    for (int64_t i = full; i < n; ++i) s += half_to_float(w[i]) * x[i];
     return s;
 }
 
@@ -89,7 +92,7 @@ float dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* x, int64_t nb) {
         const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs));
         const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
         const __m256 p = _mm256_cvtepi32_ps(dot_i8(qw, qx));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(w[i].d) * f16_to_f32(x[i].d)), p, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(w[i].d) * half_to_float(x[i].d)), p, acc);
     }
     return hsum(acc);
 }
@@ -127,8 +130,8 @@ float dot_q2_K(const BlockQ2_K* w, const BlockQ8_K* x, int64_t nb) {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, s16));
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * f16_to_f32(w[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * f16_to_f32(w[i].dmin)), _mm256_cvtepi32_ps(msum), acc_min);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * half_to_float(w[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * half_to_float(w[i].dmin)), _mm256_cvtepi32_ps(msum), acc_min);
     }
     return hsum(acc) - hsum(acc_min);
 }
@@ -158,8 +161,8 @@ float dot_q4_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t nb) {
             const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(sc1));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * f16_to_f32(w[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * f16_to_f32(w[i].dmin)), _mm256_cvtepi32_ps(msum), acc_min);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * half_to_float(w[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(x[i].d * half_to_float(w[i].dmin)), _mm256_cvtepi32_ps(msum), acc_min);
     }
     return hsum(acc) - hsum(acc_min);
 }
@@ -186,7 +189,7 @@ float dot_iq2_xxs(const BlockIQ2_XXS* w, const BlockQ8_K* x, int64_t nb) {
             const int16_t ls = static_cast<int16_t>(2 * (a1 >> 28) + 1);
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16(ls)));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(0.125f * f16_to_f32(w[i].d) * x[i].d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(0.125f * half_to_float(w[i].d) * x[i].d), _mm256_cvtepi32_ps(sumi), acc);
     }
     return hsum(acc);
 }
