@@ -6,18 +6,36 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <system_error>
 
 #include "ds4/model_generator.hpp"
 
 namespace ds4::test_support {
 
+// Removes a folder of this process's own at exit (each ctest case is a
+// process of its own: without this, every run left one folder of generated
+// models per test case in the temp directory, gigabytes per suite run).
+struct RemoveAtExit {
+    std::filesystem::path dir;
+    ~RemoveAtExit() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+    }
+};
+
+// DS4_TEST_MODEL_DIR if set (kept), otherwise a per-process temp folder that
+// is removed when the process exits normally.
 inline std::filesystem::path model_dir() {
     static const std::filesystem::path dir = [] {
         const char* env = std::getenv("DS4_TEST_MODEL_DIR");
-        std::filesystem::path d = env && *env ? std::filesystem::path(env)
-                                              : std::filesystem::temp_directory_path() /
-                                                    ("ds4-test-models-" + std::to_string(::getpid()));
+        if (env && *env) {
+            std::filesystem::create_directories(env);
+            return std::filesystem::path(env);
+        }
+        const std::filesystem::path d =
+            std::filesystem::temp_directory_path() / ("ds4-test-models-" + std::to_string(::getpid()));
         std::filesystem::create_directories(d);
+        static const RemoveAtExit cleanup{d};
         return d;
     }();
     return dir;
