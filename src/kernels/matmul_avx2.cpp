@@ -17,9 +17,6 @@ namespace {
 
 using namespace ds4::quant;
 
-// F16C conversion (exact, like the portable f16_to_f32, without its branches).
-inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
-
 inline float hsum(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
     lo = _mm_add_ps(lo, hi);

@@ -47,6 +47,7 @@
 #include <cstring>
 
 #include "kernels/kernel_table.hpp"
+#include "kernels/simd_common.hpp"
 #include "quant/blocks.hpp"
 #include "quant/iq2xxs_tables.hpp"
 
@@ -73,8 +74,6 @@ inline T load_scalar(const void* p) {
     std::memcpy(&v, p, sizeof(T));
     return v;
 }
-
-inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 
 inline __m512i loadu512(const void* p) { return _mm512_loadu_si512(p); }
 
