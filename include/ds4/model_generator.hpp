@@ -41,10 +41,12 @@ struct GeneratorOptions {
 // and top-k boundary. n_vocab is set by the generator from the vocabulary
 // (or 1024 with VocabKind::None).
 ModelConfig tiny_model_config();
-// The tiny layout with 8 routed experts (2 per token) and Q LoRA rank 64: the
-// size of the trained demo model (tools/train-demo-model), small enough to
-// train on two CPU cores in about an hour. (The width stays 256: the q2 mix
-// needs rows that are whole 256-value blocks.)
+// The tiny layout with 8 routed experts (2 per token), Q LoRA rank 64 and the
+// published 128-token raw-attention window (so that an answer can copy from
+// its prompt token by token): the size of the trained demo model
+// (tools/train-demo-model), small enough to train on two CPU cores in under
+// an hour. (The width stays 256: the q2 mix needs rows that are whole
+// 256-value blocks.)
 ModelConfig demo_model_config();
 // The published dimensions with `n_layers` layers: layer 0 is ratio 0 and
 // hash routed; then ratios alternate 4, 128, 4, ...

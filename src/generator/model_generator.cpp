@@ -197,6 +197,13 @@ ModelConfig demo_model_config() {
     c.q_lora_rank = 64;
     c.n_expert = 8;
     c.n_expert_used = 2;
+    // The published raw-attention window. The tiny config's 16 tokens keep
+    // its tests short; a trained model needs to see a whole prompt token by
+    // token to copy from it (with 16, the object of "how do I make X?" is
+    // out of the window before the answer names it, and only pooled,
+    // compressed entries remain, so the model recalls a training object
+    // instead).
+    c.sliding_window = 128;
     return c;
 }
 
