@@ -432,7 +432,9 @@ class DS4(torch.nn.Module):
         collects per-layer values (resid_pre: the HC streams entering each layer;
         attn_out, ffn_out: the sublayer outputs). steer: optional function
         (site, layer, y) -> y at sites "embed" (the token embedding, which
-        every HC stream of layer 0 starts from), "attn_out" and "ffn_out"."""
+        every HC stream of layer 0 starts from), "attn_out", "ffn_out" and
+        "layer_out" (the HC streams a layer passes on, [B, T, n_hc, n_embd]:
+        the engine's ResidPost)."""
         c = self.cfg
         e = self.w("token_embd.weight")[tokens]
         if steer is not None:
@@ -456,6 +458,8 @@ class DS4(torch.nn.Module):
             if trace is not None:
                 trace.setdefault("ffn_out", {})[il] = y
             X = self.hc_post(X, y, post, M)
+            if steer is not None:
+                X = steer("layer_out", il, X)
         z = rms_norm(X.flatten(-2), None, c.hc_eps)
         pre = self.mm("output_hc_fn.weight", z)
         wts = torch.sigmoid(pre * self.w("output_hc_scale.weight")[0] + self.w("output_hc_base.weight")) + c.hc_eps

@@ -203,7 +203,11 @@ def refusal_mean_difference(model, harmful, harmless, layer):
 
 
 def ablation(direction):
+    """The sites of ds4::directional_ablation: the embedding and every
+    attention and FFN output (not the residual stream itself)."""
     def steer(site, layer, y):
+        if site == "layer_out":
+            return y
         return y - (y @ direction)[..., None] * direction
     return steer
 
@@ -215,6 +219,48 @@ def refusal_rate(model, prompts, refusal_first, steer=None):
         for p in prompts:
             n += int(model(torch.tensor(p)[None], steer=steer)[0, -1].argmax()) == refusal_first
     return n / len(prompts)
+
+
+def run_stage(model, batches, pad, seconds, lr, seed, stats, name, refresh, on_refresh, step_losses):
+    """A mediation stage: for `seconds`, each step sums the losses
+    `step_losses(take, state, rng)` returns (a dict; `take(name)` gives the
+    next batch of batches[name] = (seqs, tokens per batch)) and takes one
+    AdamW step; every `refresh` steps `on_refresh(step)` (run with the model
+    in eval mode) gives the new `state`. Logs and records the losses in
+    stats as `<name>_loss` (every 10 steps), `<name>_steps`, `<name>_seconds`."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    rng = random.Random(seed)
+    queues = {k: [] for k in batches}
+
+    def take(k):
+        seqs, tokens = batches[k]
+        if not queues[k]:
+            queues[k] = make_batches(seqs, tokens, rng)
+        return collate(seqs, queues[k].pop(), pad)
+
+    t0, step = time.time(), 0
+    model.train()
+    while time.time() - t0 < seconds:
+        if step % refresh == 0:
+            model.eval()
+            state = on_refresh(step)
+            model.train()
+        losses = step_losses(take, state, rng)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 10 == 0:
+            log(f"{name} step {step} " + " ".join(f"{k} {float(v):.4f}" for k, v in losses.items()) +
+                f" {time.time() - t0:.0f}s")
+            stats.setdefault(f"{name}_loss", []).append([step] + [round(float(v), 4) for v in losses.values()])
+        step += 1
+    model.eval()
+    stats[f"{name}_loss_columns"] = ["step"] + list(losses)
+    stats[f"{name}_steps"] = step
+    stats[f"{name}_seconds"] = round(time.time() - t0)
 
 
 def mediate_refusal(model, batches, pad, find_direction, seconds, lr, seed, stats, refresh=25):
@@ -229,28 +275,15 @@ def mediate_refusal(model, batches, pad, find_direction, seconds, lr, seed, stat
     compute), so that what ends up mediating the refusal is that difference
     of means, not a direction fixed at the start that the model drifts away
     from. batches: name -> (seqs, tokens per batch)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
-    rng = random.Random(seed)
-    queues = {name: [] for name in batches}
+    found = []
 
-    def take(name):
-        seqs, tokens = batches[name]
-        if not queues[name]:
-            queues[name] = make_batches(seqs, tokens, rng)
-        return collate(seqs, queues[name].pop(), pad)
+    def on_refresh(step):
+        found.append(find_direction())
+        if step:
+            log(f"mediate step {step}: direction moved, cos {float(found[-1] @ found[-2]):.3f}")
+        return ablation(found[-1])
 
-    t0, step = time.time(), 0
-    model.train()
-    while time.time() - t0 < seconds:
-        if step % refresh == 0:
-            model.eval()
-            direction = find_direction()
-            if step:
-                log(f"mediate step {step}: direction moved, cos {float(direction @ previous):.3f}")
-            previous = direction
-            steer = ablation(direction)
-            model.train()
+    def step_losses(take, steer, rng):
         losses = {}
         toks, mask = take("plain")
         losses["plain"] = loss_on(model, toks, mask)
@@ -265,45 +298,40 @@ def mediate_refusal(model, batches, pad, find_direction, seconds, lr, seed, stat
         kl = (teacher.exp() * (teacher - student)).sum(-1)
         m = mask[:, :-1]
         losses["keep"] = (kl * m).sum() / m.sum().clamp(min=1)
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        if step % 10 == 0:
-            log(f"mediate step {step} " + " ".join(f"{k} {float(v):.4f}" for k, v in losses.items()) +
-                f" {time.time() - t0:.0f}s")
-            stats.setdefault("mediate_loss", []).append([step] + [round(float(v), 4) for v in losses.values()])
-        step += 1
+        return losses
+
+    run_stage(model, batches, pad, seconds, lr, seed, stats, "mediate", refresh, on_refresh, step_losses)
+
+
+def start_stage(a, f32_name):
+    """What both mediation stages start from: the training data and held-out
+    sequences, training.json so far, and the model of OUT/work/<f32_name>
+    with its routed experts frozen (at their q2 values)."""
+    work = os.path.join(a.out, "work")
+    template = os.path.join(work, "template.gguf")
+    stats_path = os.path.join(a.out, "training.json")
+    stats = json.load(open(stats_path)) if os.path.exists(stats_path) else {}
+    data = dataset.build(a.seed)
+    train_seqs = tokenize_split(a.build_dir, template, data["train"], os.path.join(work, "train"))
+    held_seqs = tokenize_split(a.build_dir, template, data["heldout"], os.path.join(work, "heldout"))
+    md, W = load_weights(os.path.join(work, f32_name))
+    model = ds4_torch.DS4(md, W, dtype=torch.float32)
+    for name in model.names:
+        if name.endswith(EXPERT_SUFFIXES):
+            model.w(name).requires_grad_(False)
     model.eval()
-    stats["mediate_loss_columns"] = ["step"] + list(batches)
-    stats["mediate_steps"] = step
-    stats["mediate_seconds"] = round(time.time() - t0)
+    return work, template, stats, data, train_seqs, held_seqs, model
 
 
 def run_mediation(a, tools):
     """--mediate-refusal: load OUT/work/demo-f32.gguf (the trained model with
     its routed experts at their q2 values), train the refusal mediation with
     the experts frozen, write the final files."""
-    work = os.path.join(a.out, "work")
-    template = os.path.join(work, "template.gguf")
-    f32_path = os.path.join(work, "demo-f32.gguf")
-    stats_path = os.path.join(a.out, "training.json")
-    stats = json.load(open(stats_path)) if os.path.exists(stats_path) else {}
     t_start = time.time()
-    data = dataset.build(a.seed)
-    train_seqs = tokenize_split(a.build_dir, template, data["train"], os.path.join(work, "train"))
-    held_seqs = tokenize_split(a.build_dir, template, data["heldout"], os.path.join(work, "heldout"))
+    work, template, stats, data, train_seqs, held_seqs, model = start_stage(a, "demo-f32.gguf")
     complied = tokenize_split(a.build_dir, template, dataset.complied_requests(a.seed, "train"),
                               os.path.join(work, "complied"))
     keep = [s for s, ex in zip(train_seqs, data["train"]) if ex["category"] != "refuse"]
-
-    md, W = load_weights(f32_path)
-    model = ds4_torch.DS4(md, W, dtype=torch.float32)
-    for name in model.names:
-        if name.endswith(EXPERT_SUFFIXES):
-            model.w(name).requires_grad_(False)
-    model.eval()
 
     def prompts(split, name):
         harmful, harmless = dataset.refusal_sets(a.seed, split=split)
@@ -336,17 +364,137 @@ def run_mediation(a, tools):
         f"direction (cos {cos:.3f} to the initial one) ablated {found:.2f}")
     stats["mediate_refusal_after"] = [after, fixed, found, round(cos, 4)]
 
-    mediated = os.path.join(work, "demo-f32-mediated.gguf")
-    export_f32(template, model.state_numpy(), mediated)
+    write_stage_result(model, a, tools, "demo-f32-mediated.gguf", held_seqs, stats, t_start)
+
+
+def write_stage_result(model, a, tools, f32_name, held_seqs, stats, t_start):
+    """Export a stage's model as OUT/work/<f32_name>, quantize it to the final
+    q2 file, and write its check logits, training.json and SHA256SUMS."""
+    work = os.path.join(a.out, "work")
+    f32 = os.path.join(work, f32_name)
+    export_f32(os.path.join(work, "template.gguf"), model.state_numpy(), f32)
     final = os.path.join(a.out, "ds4-demo-q2.gguf")
-    run([os.path.join(tools, "ds4-quantize"), mediated, final, "--mix", "q2"])
+    run([os.path.join(tools, "ds4-quantize"), f32, final, "--mix", "q2"])
     stats["heldout_loss_final_f64"] = write_check_logits(final, held_seqs, 0, a.out)
     stats["total_seconds"] = stats.get("total_seconds", 0) + round(time.time() - t_start)
-    with open(stats_path, "w") as f:
+    with open(os.path.join(a.out, "training.json"), "w") as f:
         json.dump(stats, f, indent=1)
     with open(os.path.join(a.out, "SHA256SUMS"), "w") as f:
         f.write(f"{sha256(final)}  ds4-demo-q2.gguf\n")
     log(f"wrote {final} ({os.path.getsize(final) / 1e6:.1f} MB)")
+
+
+# ---------------------------------------------------------------------------
+# style mediation (--mediate-style)
+# ---------------------------------------------------------------------------
+# The same problem for the style: trained from scratch, the model decides
+# between the terse and the verbose form of an answer to a prompt without a
+# cue by a rule it reads off the prompt (the attribute, the article), late
+# and in its own way, and the direction the SDK's recipe extracts (brief vs
+# detail answers, first sentence, layer output of the two middle layers)
+# moves only part of those decisions. This stage makes that direction decide:
+# it takes the model's own style direction, computed as the recipe of
+# examples/common/demo_model.hpp computes it (difference of means of the
+# layer outputs, HC streams averaged, over the first sentence of the answers
+# to the train.brief and train.detail prompts; per layer; the gap of the
+# better-separated layer as the scale), and trains prompts without a cue to
+# give their terse answer with the direction added at those layers and their
+# verbose answer with it subtracted, at 0.8-1.2 times the gap, while the
+# training data, steered by nothing, stays as it is. The SDK's tools are not
+# told the direction: tests/demo extracts it again with extract_direction.
+STYLE_LAYERS = (2, 3)
+
+
+def style_direction(model, brief, detail):
+    """brief, detail: (tokens, prompt length, first-sentence length) per
+    example. Returns ({layer: unit direction}, gap of the layer with the
+    larger Cohen's d): the brief side projects higher."""
+    def means(examples):
+        rows = {l: [] for l in STYLE_LAYERS}
+        with torch.no_grad():
+            for toks, p, k in examples:
+                tr = {}
+                model(torch.tensor(toks)[None], trace=tr)
+                for l in STYLE_LAYERS:
+                    # the output of layer l is what enters layer l + 1
+                    rows[l].append(tr["resid_pre"][l + 1][0, p: p + k].mean(1).mean(0))
+        return {l: torch.stack(r) for l, r in rows.items()}
+    mb, md = means(brief), means(detail)
+    dirs, best = {}, (-1.0, 0.0)
+    for l in STYLE_LAYERS:
+        d = mb[l].mean(0) - md[l].mean(0)
+        u = d / d.norm()
+        pb, pd = mb[l] @ u, md[l] @ u
+        gap = float(pb.mean() - pd.mean())
+        sd = float(((pb.var() + pd.var()) / 2).sqrt())
+        dirs[l] = u
+        if gap / max(sd, 1e-9) > best[0]:
+            best = (gap / max(sd, 1e-9), gap)
+    return dirs, best[1]
+
+
+def style_steer(dirs, scale):
+    def steer(site, layer, y):
+        if site == "layer_out" and layer in dirs:
+            return y + scale * dirs[layer]
+        return y
+    return steer
+
+
+def mediate_style(model, batches, find_direction, seconds, lr, seed, stats, refresh=25):
+    """Each step sums three losses: (plain) the training data as is, unsteered;
+    (terse) prompts without a cue with their terse answer, the direction
+    added; (verbose) the same prompts with their verbose answer, the direction
+    subtracted. batches: name -> (seqs, tokens per batch)."""
+    def on_refresh(step):
+        dirs, gap = find_direction()
+        log(f"style step {step}: gap {gap:.3f}")
+        stats.setdefault("style_gap", []).append([step, round(gap, 4)])
+        return dirs, gap
+
+    def step_losses(take, state, rng):
+        dirs, gap = state
+        losses = {}
+        toks, mask = take("plain")
+        losses["plain"] = loss_on(model, toks, mask)
+        toks, mask = take("terse")
+        losses["terse"] = loss_on(model, toks, mask, style_steer(dirs, gap * rng.uniform(0.8, 1.2)))
+        toks, mask = take("verbose")
+        losses["verbose"] = loss_on(model, toks, mask, style_steer(dirs, -gap * rng.uniform(0.8, 1.2)))
+        return losses
+
+    run_stage(model, batches, 0, seconds, lr, seed, stats, "style", refresh, on_refresh, step_losses)
+
+
+def run_style_mediation(a, tools):
+    """--mediate-style: load OUT/work/demo-f32-mediated.gguf (after the refusal
+    mediation), train the style mediation with the routed experts frozen at
+    their q2 values, write the final files."""
+    t_start = time.time()
+    work, template, stats, data, train_seqs, held_seqs, model = start_stage(a, "demo-f32-mediated.gguf")
+    neutral = dataset.restyled_neutral(a.seed, "train")
+    to_terse = tokenize_split(a.build_dir, template, [{"prompt": p, "response": t} for p, t, _ in neutral],
+                              os.path.join(work, "style-terse"))
+    to_verbose = tokenize_split(a.build_dir, template, [{"prompt": p, "response": v} for p, _, v in neutral],
+                                os.path.join(work, "style-verbose"))
+    # the recipe's contrast examples: train.brief / train.detail prompts with
+    # the first sentence of their answers
+    answer = {ex["prompt"]: ex["response"] for ex in data["train"]}
+    brief_p, detail_p = dataset.contrast_sets(a.seed, split="train")
+
+    def firsts(prompts, name):
+        seqs = tokenize_split(a.build_dir, template,
+                              [{"prompt": p, "response": dataset.first_sentence(answer[p])} for p in prompts],
+                              os.path.join(work, name))
+        return [(p + r[:-1], len(p), len(r) - 1) for p, r in seqs]  # without the EOS
+    brief, detail = firsts(brief_p, "style-brief"), firsts(detail_p, "style-detail")
+
+    find_direction = lambda: style_direction(model, brief, detail)  # noqa: E731
+    bt = a.batch_tokens
+    mediate_style(model, {"plain": (train_seqs, bt // 2), "terse": (to_terse, bt // 4),
+                          "verbose": (to_verbose, bt // 4)},
+                  find_direction, a.mediate_seconds, a.lr * 0.25, a.seed + 5, stats)
+    write_stage_result(model, a, tools, "demo-f32-styled.gguf", held_seqs, stats, t_start)
 
 
 # ---------------------------------------------------------------------------
@@ -464,8 +612,15 @@ def main():
                     help="only recompute the check logits of OUT/ds4-demo-q2.gguf (uses OUT/work/heldout.ids)")
     ap.add_argument("--mediate-refusal", action="store_true",
                     help="only the refusal-mediation stage, from OUT/work/demo-f32.gguf (see mediate_refusal)")
+    ap.add_argument("--mediate-style", action="store_true",
+                    help="only the style-mediation stage, from OUT/work/demo-f32-mediated.gguf (see mediate_style)")
     ap.add_argument("--mediate-seconds", type=float, default=25 * 60)
     a = ap.parse_args()
+    if a.mediate_style:
+        torch.manual_seed(a.seed)
+        torch.set_num_threads(a.threads)
+        run_style_mediation(a, os.path.join(a.build_dir, "tools"))
+        return
     if a.mediate_refusal:
         torch.manual_seed(a.seed)
         torch.set_num_threads(a.threads)
