@@ -112,10 +112,12 @@ inline ds4::ContrastExample with_first_sentence(const std::shared_ptr<const ds4:
 // those layers at the tool's recommended scale (the mean projection gap of
 // the better-separated of the two).
 //
-// (Measured on this model, other choices steer less or not at all: the last
-// prompt token separates the two requests poorly (Cohen's d 1-1.7, pair
-// accuracy 0.75), and one layer alone, or the FFN output, moves the mean
-// length by less than 30%.)
+// (Measured on an earlier training of the demo model, other choices steered
+// less or not at all: the last prompt token separated the two requests
+// poorly (Cohen's d 1-1.7, pair accuracy 0.75), and one layer alone, or the
+// FFN output, moved the mean length by less than 30%. The model now ships
+// trained so that this recipe's direction decides the form of an answer:
+// tools/train-demo-model/README.md, "The style-mediation stage".)
 inline ds4::Extraction terse_direction(const std::shared_ptr<const ds4::Model>& model, const DemoModel& demo) {
     const ds4::Tokenizer& tok = *model->tokenizer();
     std::vector<ds4::ContrastExample> brief, detail;
