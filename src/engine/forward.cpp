@@ -1,7 +1,6 @@
 #include "engine/forward.hpp"
 
 #define EIGEN_DONT_PARALLELIZE  // the engine's own worker pool runs the threads
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,7 +14,6 @@ namespace ds4::engine {
 
 using kernels::Activations;
 using kernels::Matrix;
-using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 namespace {
 
@@ -274,19 +272,25 @@ void Forward::select_rows(const model::LayerWeights& L, LayerState& S, int t, in
         hadamard(qh, ihd);
         fp4_round_trip(qh, ihd);
     }
+    // Every stored key against every head's query: the F16 key rows are a
+    // weight matrix for the run-time-dispatched kernels (SIMD, threaded over
+    // rows), the heads a batch of ih inputs: dots[h][c]. The keys are state,
+    // not weights, so they are not counted in weight_bytes_. At 32k tokens
+    // this is 8192 keys x 64 heads x 128 per ratio-4 layer and token.
     const int64_t n_k = S.indexer.n_rows;
-    ensure(keys_, static_cast<size_t>(n_k) * ihd);
-    load_f16(S.indexer.rows.data(), keys_.data(), static_cast<int>(n_k * ihd));
-    Eigen::Map<const RowMajor> K(keys_.data(), n_k, ihd);
-    Eigen::Map<const RowMajor> Q(idx_q_.data(), ih, ihd);
-    RowMajor dots = K * Q.transpose();  // [n_k][ih]
+    const Matrix K = Matrix::make(DType::F16, S.indexer.rows.data(), n_k, ihd);
+    idx_act_.prepare(DType::F16, idx_q_.data(), ih, ihd);
+    ensure(idx_dots_, static_cast<size_t>(ih) * n_k);
+    cpu_matmul(cpu_, K, idx_act_, idx_dots_.data(), n_k);
     const float scale = 1.0f / std::sqrt(static_cast<float>(ihd) * static_cast<float>(ih));
     const float* wv = &iw_[static_cast<size_t>(t) * ih];
     ensure(idx_scores_, static_cast<size_t>(n_k));
-    for (int64_t c = 0; c < n_k; ++c) {
-        float s = 0;
-        for (int h = 0; h < ih; ++h) s += (wv[h] * scale) * std::max(0.0f, dots(c, h));
-        idx_scores_[static_cast<size_t>(c)] = s;
+    float* score = idx_scores_.data();
+    std::fill(score, score + n_k, 0.0f);
+    for (int h = 0; h < ih; ++h) {  // heads in order, as a per-key sum would add them
+        const float w = wv[h] * scale;
+        const float* dh = &idx_dots_[static_cast<size_t>(h) * n_k];
+        for (int64_t c = 0; c < n_k; ++c) score[c] += w * std::max(0.0f, dh[c]);
     }
     sel.resize(static_cast<size_t>(n_k));
     std::iota(sel.begin(), sel.end(), 0);

@@ -120,7 +120,7 @@ private:
     std::vector<float> hidden_;  // output head
     std::vector<float> rope_cs_;
     // Per-token attention scratch.
-    std::vector<float> keys_, idx_scores_, idx_q_, expert_w_;
+    std::vector<float> keys_, idx_scores_, idx_q_, idx_dots_, expert_w_;
     std::vector<int32_t> selected_;
     std::vector<float> cmp_row_, cmp_cs_, kv_row_, best_;  // compressor output row, its RoPE angles, a KV row, router top-k
     std::vector<std::vector<int32_t>> users_;             // per expert: the (token, slot) pairs routed to it
@@ -128,6 +128,7 @@ private:
     std::vector<int64_t> positions_;
     const int32_t* tokens_ = nullptr;
     kernels::Activations act_tmp_;
+    kernels::Activations idx_act_;  // the indexer's per-head queries, [ih][ihd]
     bool trace_indexer_ = false;
     std::vector<IndexerTrace> indexer_trace_;
 };
