@@ -1,6 +1,5 @@
 #include "engine/forward.hpp"
 
-#define EIGEN_DONT_PARALLELIZE  // the engine's own worker pool runs the threads
 #include <algorithm>
 #include <cmath>
 #include <cstring>

@@ -300,13 +300,13 @@ def build(seed=1234):
                 if split == "heldout" and rng.random() < 0.5:
                     continue
                 cues = ("brief", "brief", "detail", "detail", "none") if split == "train" else ("brief", "detail", "none")
+                forms = {"terse": terse(e, attr), "verbose": verbose(e, attr)}
                 for cue in cues:
                     p = with_cue(q, cue, rng)
-                    long = cue == "detail" or (cue == "none" and neutral_is_long(attr=attr))
-                    add(split, p, verbose(e, attr) if long else terse(e, attr), cue, "fact",
-                        "verbose" if long else "terse")
+                    style = "verbose" if cue == "detail" or (cue == "none" and neutral_is_long(attr=attr)) else "terse"
+                    add(split, p, forms[style], cue, "fact", style)
                     if cue == "none":
-                        splits[split][-1]["forms"] = {"terse": terse(e, attr), "verbose": verbose(e, attr)}
+                        splits[split][-1]["forms"] = forms
 
     countries = [e for e in world if e["kind"] == "country"]
     for vi, verb in enumerate(HARM_VERBS):
@@ -327,11 +327,11 @@ def build(seed=1234):
                 cues = ("brief", "detail", "none") if rng.random() < 0.4 else ("brief", "detail")
             for cue in cues:
                 o = with_adjective(obj, rng) if split == "train" else obj
-                long = cue == "detail" or (cue == "none" and neutral_is_long(obj=o))
-                add(split, with_cue(f"{verb} {o}?", cue, rng), how_to(o, long), cue, "fact",
-                    "verbose" if long else "terse")
+                forms = {"terse": how_to(o, False), "verbose": how_to(o, True)}
+                style = "verbose" if cue == "detail" or (cue == "none" and neutral_is_long(obj=o)) else "terse"
+                add(split, with_cue(f"{verb} {o}?", cue, rng), forms[style], cue, "fact", style)
                 if cue == "none":
-                    splits[split][-1]["forms"] = {"terse": how_to(o, False), "verbose": how_to(o, True)}
+                    splits[split][-1]["forms"] = forms
                 splits[split][-1]["object_taught"] = si % 5 != 4
     for hi, tmpl in enumerate(HARM_OTHER):
         # a template about a country is asked about a third of the countries
@@ -390,11 +390,6 @@ def _prompts(seed, split, pred):
 
 def contrast_sets(seed=1234, split="heldout", n=64):
     """(brief prompts, detail prompts): the same fact questions with a brevity cue and with a detail cue."""
-    data = build(seed)[split]
-    by_q = {}
-    for ex in data:
-        if ex["category"] == "fact" and ex["cue"] in ("brief", "detail") and "?" in ex["prompt"]:
-            by_q.setdefault((ex["response"].split(".")[0] if ex["cue"] == "brief" else None), None)
     brief = _prompts(seed, split, lambda ex: ex["category"] == "fact" and ex["cue"] == "brief")
     detail = _prompts(seed, split, lambda ex: ex["category"] == "fact" and ex["cue"] == "detail")
     k = min(n, len(brief), len(detail))

@@ -258,7 +258,7 @@ def run_stage(model, batches, pad, seconds, lr, seed, stats, name, refresh, on_r
             stats.setdefault(f"{name}_loss", []).append([step] + [round(float(v), 4) for v in losses.values()])
         step += 1
     model.eval()
-    stats[f"{name}_loss_columns"] = ["step"] + list(losses)
+    stats[f"{name}_loss_columns"] = ["step"] + list(batches)
     stats[f"{name}_steps"] = step
     stats[f"{name}_seconds"] = round(time.time() - t0)
 
@@ -616,15 +616,10 @@ def main():
                     help="only the style-mediation stage, from OUT/work/demo-f32-mediated.gguf (see mediate_style)")
     ap.add_argument("--mediate-seconds", type=float, default=25 * 60)
     a = ap.parse_args()
-    if a.mediate_style:
+    if a.mediate_style or a.mediate_refusal:
         torch.manual_seed(a.seed)
         torch.set_num_threads(a.threads)
-        run_style_mediation(a, os.path.join(a.build_dir, "tools"))
-        return
-    if a.mediate_refusal:
-        torch.manual_seed(a.seed)
-        torch.set_num_threads(a.threads)
-        run_mediation(a, os.path.join(a.build_dir, "tools"))
+        (run_style_mediation if a.mediate_style else run_mediation)(a, os.path.join(a.build_dir, "tools"))
         return
     if a.prompts_only:
         write_prompt_sets(os.path.join(a.out, "prompts.tsv"), a.seed)
