@@ -9,7 +9,13 @@
 // and prints a table and CSV.
 //
 // usage: ds4-bench-decode [--layers N] [--mix q2,q4] [--threads 1,2] [--prefill N] [--decode N]
-//                         [--positions 1024,8192,32768] [--model-dir DIR] [--csv FILE]
+//                         [--positions 1024,8192,32768] [--model-dir DIR] [--csv FILE] [--state-cache]
+//
+// --state-cache: the session state after each --positions prefill is saved
+// next to the model (Session::save) and loaded instead of prefilled on later
+// runs (the prompt is the same fixed random sequence, so the state is the
+// same); a 32k prefill takes minutes on two cores, loading it a second.
+// Prefill speed is then not measured for those positions (printed as 0).
 #include <omp.h>
 
 #include <chrono>
@@ -62,6 +68,7 @@ struct Row {
 int main(int argc, char** argv) {
     int layers = 4, prefill = 512, decode = 64;
     std::string mixes = "q2,q4", threads = "", positions = "", csv_path;
+    bool state_cache = false;
     for (int i = 1; i < argc; ++i) {
         auto next = [&]() -> std::string {
             if (i + 1 >= argc) {
@@ -79,6 +86,7 @@ int main(int argc, char** argv) {
         else if (a == "--positions") positions = next();
         else if (a == "--model-dir") setenv("DS4_BENCH_MODEL_DIR", next().c_str(), 1);
         else if (a == "--csv") csv_path = next();
+        else if (a == "--state-cache") state_cache = true;
         else {
             std::fprintf(stderr, "unknown option %s (see the header of bench/decode.cpp)\n", a.c_str());
             return 2;
@@ -110,14 +118,21 @@ int main(int argc, char** argv) {
                     so.prefill_chunk = 256;
                     so.checkpoint_interval = 0;
                     ds4::Session s(model, so);
-                    const auto prompt = ds4::bench::random_tokens(start, cfg.n_vocab, 1);
-                    s.prefill(prompt);
+                    const std::string snapshot =
+                        path + ".state-" + std::to_string(start) + "-chunk" + std::to_string(so.prefill_chunk) + ".snap";
+                    const bool cached = state_cache && start != prefill && std::filesystem::exists(snapshot);
+                    if (cached) {
+                        s.load(snapshot);
+                    } else {
+                        s.prefill(ds4::bench::random_tokens(start, cfg.n_vocab, 1));
+                        if (state_cache && start != prefill) s.save(snapshot);
+                    }
                     auto st = s.stats();
                     Row r;
                     r.mix = mix;
                     r.threads = nt;
                     r.position = start;
-                    r.prefill_tps = static_cast<double>(st.prefill_tokens) / st.prefill_seconds;
+                    r.prefill_tps = cached ? 0.0 : static_cast<double>(st.prefill_tokens) / st.prefill_seconds;
                     s.reset_stats();
                     // Greedy decode (sampling is not part of the measurement).
                     for (int k = 0; k < decode; ++k) {

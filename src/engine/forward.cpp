@@ -477,25 +477,36 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
     auto& users = users_;
     for (int64_t e = 0; e < E; ++e) users[static_cast<size_t>(e)].clear();
     for (int64_t i = 0; i < n * K; ++i) users[static_cast<size_t>(sel_[static_cast<size_t>(i)])].push_back(static_cast<int32_t>(i));
+    // Each expert's inputs, routing weights and outputs get their own stretch
+    // of the buffers (offsets in (token, slot) pairs), so the experts that
+    // stay on the CPU can run together as two jobs (cpu_routed_experts).
+    ensure(gathered_, static_cast<size_t>(n * K * d));
+    ensure(down_out_, static_cast<size_t>(n * K * d));
+    ensure(expert_w_, static_cast<size_t>(n * K));
+    expert_calls_.clear();
+    cpu_experts_.clear();
+    int64_t at = 0;
     for (int64_t e = 0; e < E; ++e) {
         const auto& us = users[static_cast<size_t>(e)];
         if (us.empty()) continue;
         const int64_t c = static_cast<int64_t>(us.size());
-        ensure(gathered_, static_cast<size_t>(c * d));
-        ensure(down_out_, static_cast<size_t>(c * d));
-        for (int64_t i = 0; i < c; ++i)
-            std::memcpy(&gathered_[static_cast<size_t>(i * d)], &v[(us[static_cast<size_t>(i)] / K) * d], sizeof(float) * d);
-        ensure(expert_w_, static_cast<size_t>(c));
-        for (int64_t i = 0; i < c; ++i) expert_w_[static_cast<size_t>(i)] = wsel_[static_cast<size_t>(us[static_cast<size_t>(i)])];
         ExpertCall call;
+        if (c == n) {
+            call.x = v;  // every token of the batch, in order (always so in one-token decode)
+        } else {
+            for (int64_t i = 0; i < c; ++i)
+                std::memcpy(&gathered_[static_cast<size_t>((at + i) * d)], &v[(us[static_cast<size_t>(i)] / K) * d],
+                            sizeof(float) * d);
+            call.x = &gathered_[static_cast<size_t>(at * d)];
+        }
+        for (int64_t i = 0; i < c; ++i) expert_w_[static_cast<size_t>(at + i)] = wsel_[static_cast<size_t>(us[static_cast<size_t>(i)])];
         call.gate = weight_ref(L.gate_exps.expert(e), {}, static_cast<int>(e));
         call.up = weight_ref(L.up_exps.expert(e), {}, static_cast<int>(e));
         call.down = weight_ref(L.down_exps.expert(e), {}, static_cast<int>(e));
-        call.x = gathered_.data();
-        call.weights = expert_w_.data();
+        call.weights = &expert_w_[static_cast<size_t>(at)];
         call.n_tok = c;
         call.clamp = clampv;
-        call.out = down_out_.data();
+        call.out = &down_out_[static_cast<size_t>(at * d)];
         for (const WeightRef* w : {&call.gate, &call.up, &call.down}) weight_bytes_ += w->row_bytes * static_cast<uint64_t>(w->rows);
         if (const auto* ent = offload(call.gate.data, BackendOp::RoutedExperts, call.gate.type)) {
             call.gate.name = ent->name;
@@ -503,10 +514,16 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
         } else if (store_) {
             placed_expert(L.index, e, call);
         } else {
-            cpu_routed_expert(call, cpu_);
+            cpu_experts_.push_back(call);
         }
-        for (int64_t i = 0; i < c; ++i)
-            std::memcpy(&moe_parts_[static_cast<size_t>(us[static_cast<size_t>(i)]) * d], &down_out_[static_cast<size_t>(i * d)],
+        expert_calls_.push_back({e, at});
+        at += c;
+    }
+    cpu_routed_experts(cpu_experts_, cpu_, routed_);
+    for (const auto& [e, first] : expert_calls_) {
+        const auto& us = users[static_cast<size_t>(e)];
+        for (size_t i = 0; i < us.size(); ++i)
+            std::memcpy(&moe_parts_[static_cast<size_t>(us[i]) * d], &down_out_[static_cast<size_t>((first + static_cast<int64_t>(i)) * d)],
                         sizeof(float) * d);
     }
 

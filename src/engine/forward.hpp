@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "ds4/hook.hpp"
@@ -124,6 +125,9 @@ private:
     std::vector<int32_t> selected_;
     std::vector<float> cmp_row_, cmp_cs_, kv_row_, best_;  // compressor output row, its RoPE angles, a KV row, router top-k
     std::vector<std::vector<int32_t>> users_;             // per expert: the (token, slot) pairs routed to it
+    std::vector<std::pair<int64_t, int64_t>> expert_calls_;  // (expert, first (token, slot) of its buffers)
+    std::vector<ExpertCall> cpu_experts_;                  // the experts run together by cpu_routed_experts
+    RoutedExpertsScratch routed_;
     SharedInput in_a_, in_b_, in_c_;
     std::vector<int64_t> positions_;
     const int32_t* tokens_ = nullptr;

@@ -18,6 +18,9 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 
 // Rows per unit of work handed to a worker (keeps the kernels' row tiles whole).
 constexpr int64_t kRowGrain = 16;
+// Attention heads per unit of work (a fixed block, so that results do not
+// depend on the number of workers).
+constexpr int64_t kHeadsPerJob = 8;
 
 template <class T>
 void ensure(std::vector<T>& v, size_t n) {
@@ -108,28 +111,42 @@ void cpu_attention(const AttentionCall& c, CpuScratch& s) {
     const int H = c.heads, hd = c.head_dim;
     const int64_t N = c.n_rows;
     Eigen::Map<const RowMajor> K(c.keys, N, hd);
-    Eigen::Map<const RowMajor> Q(c.q, H, hd);
     ensure(s.c, static_cast<size_t>(H) * static_cast<size_t>(N));
-    Eigen::Map<RowMajor> P(s.c.data(), H, N);
-    P.noalias() = Q * K.transpose();
-    for (int h = 0; h < H; ++h) {
-        float* sc = &s.c[static_cast<size_t>(h) * static_cast<size_t>(N)];
-        const float sink = c.sinks[h];
-        float m = sink;
-        for (int64_t r = 0; r < N; ++r) {
-            sc[r] *= c.scale;
-            m = std::max(m, sc[r]);
+    // Heads [hb, he): scores against every key row, softmax with the sink,
+    // weighted sum of the rows. Always in blocks of kHeadsPerJob heads, so
+    // the result does not depend on how many workers share them.
+    auto heads = [&](int64_t hb, int64_t he) {
+        const int64_t nh = he - hb;
+        Eigen::Map<const RowMajor> Q(c.q + hb * hd, nh, hd);
+        Eigen::Map<RowMajor> P(&s.c[static_cast<size_t>(hb) * static_cast<size_t>(N)], nh, N);
+        P.noalias() = Q * K.transpose();
+        for (int64_t h = hb; h < he; ++h) {
+            float* sc = &s.c[static_cast<size_t>(h) * static_cast<size_t>(N)];
+            const float sink = c.sinks[h];
+            float m = sink;
+            for (int64_t r = 0; r < N; ++r) {
+                sc[r] *= c.scale;
+                m = std::max(m, sc[r]);
+            }
+            float den = std::exp(sink - m);
+            for (int64_t r = 0; r < N; ++r) {
+                sc[r] = std::exp(sc[r] - m);
+                den += sc[r];
+            }
+            const float inv = 1.0f / den;
+            for (int64_t r = 0; r < N; ++r) sc[r] *= inv;
         }
-        float den = std::exp(sink - m);
-        for (int64_t r = 0; r < N; ++r) {
-            sc[r] = std::exp(sc[r] - m);
-            den += sc[r];
-        }
-        const float inv = 1.0f / den;
-        for (int64_t r = 0; r < N; ++r) sc[r] *= inv;
-    }
-    Eigen::Map<RowMajor> O(c.out, H, hd);
-    O.noalias() = P * K;
+        Eigen::Map<RowMajor> O(c.out + hb * hd, nh, hd);
+        O.noalias() = P * K;
+    };
+    const int64_t blocks = (H + kHeadsPerJob - 1) / kHeadsPerJob;
+    auto run_blocks = [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) heads(k * kHeadsPerJob, std::min<int64_t>(H, (k + 1) * kHeadsPerJob));
+    };
+    if (s.pool)
+        s.pool->parallel_for_all(blocks, [&](int64_t b, int64_t e, int) { run_blocks(b, e); });
+    else
+        run_blocks(0, blocks);
 }
 
 void cpu_routed_expert(const ExpertCall& c, CpuScratch& s) {
@@ -150,6 +167,93 @@ void cpu_routed_expert(const ExpertCall& c, CpuScratch& s) {
     }
     s.act.prepare(down.type, s.a.data(), n, ff);
     cpu_matmul(s, down, s.act, c.out);
+}
+
+void cpu_routed_experts(std::span<const ExpertCall> calls, CpuScratch& s, RoutedExpertsScratch& r) {
+    const size_t n_calls = calls.size();
+    if (!s.pool) {  // OpenMP: one expert after the other
+        for (const ExpertCall& c : calls) cpu_routed_expert(c, s);
+        return;
+    }
+    if (n_calls == 0) return;
+    for (auto* v : {&r.ff_offset, &r.out_offset, &r.hidden_offset})
+        if (v->size() < n_calls + 1) v->resize(n_calls + 1);
+    if (r.gate_input.size() < n_calls) r.gate_input.resize(n_calls);
+    if (r.up_input.size() < n_calls) r.up_input.resize(n_calls);
+    if (r.hidden.size() < n_calls) r.hidden.resize(n_calls);
+
+    // One quantization per distinct (x, n_tok, cols, activation type).
+    r.input_keys.clear();
+    auto input_for = [&](const float* x, int64_t n, int64_t cols, DType weight_type) {
+        const DType at = kernels::activation_type(weight_type);
+        for (size_t j = 0; j < r.input_keys.size(); ++j) {
+            const auto& k = r.input_keys[j];
+            if (k.x == x && k.n_tok == n && k.cols == cols && k.type == at) return j;
+        }
+        const size_t j = r.input_keys.size();
+        r.input_keys.push_back({x, n, cols, at});
+        if (r.inputs.size() <= j) r.inputs.resize(j + 1);
+        r.inputs[j].prepare(weight_type, x, n, cols);
+        return j;
+    };
+    r.ff_offset[0] = r.out_offset[0] = r.hidden_offset[0] = 0;
+    for (size_t i = 0; i < n_calls; ++i) {
+        const ExpertCall& c = calls[i];
+        r.gate_input[i] = input_for(c.x, c.n_tok, c.gate.cols, c.gate.type);
+        r.up_input[i] = input_for(c.x, c.n_tok, c.up.cols, c.up.type);
+        r.ff_offset[i + 1] = r.ff_offset[i] + c.gate.rows;
+        r.out_offset[i + 1] = r.out_offset[i] + c.down.rows;
+        r.hidden_offset[i + 1] = r.hidden_offset[i] + c.n_tok * c.gate.rows;  // call i's [n][ff] gate/up values
+    }
+    ensure(r.gate, static_cast<size_t>(r.hidden_offset[n_calls]));
+    ensure(r.up, static_cast<size_t>(r.hidden_offset[n_calls]));
+
+    // Visit the calls whose rows overlap [b, e) of the concatenated row space.
+    auto for_rows = [&](const std::vector<int64_t>& offset, int64_t b, int64_t e, auto&& fn) {
+        const auto last = offset.begin() + static_cast<std::ptrdiff_t>(n_calls) + 1;
+        size_t i = static_cast<size_t>(std::upper_bound(offset.begin(), last, b) - offset.begin()) - 1;
+        for (; i < n_calls && offset[i] < e; ++i) {
+            const int64_t lb = std::max(b, offset[i]) - offset[i], le = std::min(e, offset[i + 1]) - offset[i];
+            if (le > lb) fn(i, lb, le);
+        }
+    };
+
+    // Job 1: gate and up rows, then the clamped SwiGLU of the same rows.
+    s.pool->parallel_for_all(
+        r.ff_offset[n_calls],
+        [&](int64_t b, int64_t e, int) {
+            for_rows(r.ff_offset, b, e, [&](size_t i, int64_t lb, int64_t le) {
+                const ExpertCall& c = calls[i];
+                const int64_t ff = c.gate.rows;
+                float* g = &r.gate[static_cast<size_t>(r.hidden_offset[i])];
+                float* u = &r.up[static_cast<size_t>(r.hidden_offset[i])];
+                kernels::matmul_rows(matrix_of(c.gate), r.inputs[r.gate_input[i]], g, ff, lb, le);
+                kernels::matmul_rows(matrix_of(c.up), r.inputs[r.up_input[i]], u, ff, lb, le);
+                const float lim = c.clamp;
+                for (int64_t t = 0; t < c.n_tok; ++t) {
+                    const float w = c.weights[t];
+                    for (int64_t j = lb; j < le; ++j) {
+                        float& gv = g[t * ff + j];
+                        gv = silu(std::min(gv, lim)) * std::clamp(u[t * ff + j], -lim, lim) * w;
+                    }
+                }
+            });
+        },
+        kRowGrain);
+
+    // Job 2: down rows over each expert's whole SwiGLU vector.
+    for (size_t i = 0; i < n_calls; ++i)
+        r.hidden[i].prepare(calls[i].down.type, &r.gate[static_cast<size_t>(r.hidden_offset[i])], calls[i].n_tok,
+                            calls[i].gate.rows);
+    s.pool->parallel_for_all(
+        r.out_offset[n_calls],
+        [&](int64_t b, int64_t e, int) {
+            for_rows(r.out_offset, b, e, [&](size_t i, int64_t lb, int64_t le) {
+                const ExpertCall& c = calls[i];
+                kernels::matmul_rows(matrix_of(c.down), r.hidden[i], c.out, c.down.rows, lb, le);
+            });
+        },
+        kRowGrain);
 }
 
 }  // namespace ds4::engine

@@ -3,6 +3,7 @@
 // built-in "cpu" backend wraps them, so both are one piece of code.
 #pragma once
 
+#include <span>
 #include <vector>
 
 #include "ds4/backend.hpp"
@@ -33,5 +34,29 @@ void cpu_hc_pre(const HcPreCall& call, CpuScratch& scratch);
 void cpu_hc_post(const HcPostCall& call);
 void cpu_attention(const AttentionCall& call, CpuScratch& scratch);
 void cpu_routed_expert(const ExpertCall& call, CpuScratch& scratch);
+
+// Buffers of cpu_routed_experts, reused from call to call.
+struct RoutedExpertsScratch {
+    struct InputKey {
+        const float* x;
+        int64_t n_tok, cols;
+        DType type;  // activation type
+    };
+    std::vector<InputKey> input_keys;
+    std::vector<kernels::Activations> inputs;      // one per distinct input key
+    std::vector<size_t> gate_input, up_input;      // per call: its inputs[] entries
+    std::vector<kernels::Activations> hidden;      // per call: its SwiGLU output, quantized for down
+    std::vector<float> gate, up;                   // per call at hidden_offset: [n][ff]
+    std::vector<int64_t> ff_offset, out_offset;    // prefix sums of the gate/up rows and of the down rows
+    std::vector<int64_t> hidden_offset;            // prefix sums of n * ff
+};
+
+// Several routed experts of one layer as two jobs on the pool: the gate and
+// up rows of every expert (with the clamped SwiGLU of each row range as soon
+// as both are computed), then the down rows of every expert. Calls that read
+// the same x (same pointer and token count, as in one-token decode) share one
+// quantization of it. Each output row is computed exactly as
+// cpu_routed_expert computes it, so the results are the same.
+void cpu_routed_experts(std::span<const ExpertCall> calls, CpuScratch& scratch, RoutedExpertsScratch& buffers);
 
 }  // namespace ds4::engine
