@@ -491,8 +491,13 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
         if (us.empty()) continue;
         const int64_t c = static_cast<int64_t>(us.size());
         ExpertCall call;
-        if (c == n) {
-            call.x = v;  // every token of the batch, in order (always so in one-token decode)
+        // Every token of the batch in order (always so in one-token decode):
+        // read the input in place. (A hash table may list an expert twice for
+        // one token, so the count alone does not say it.)
+        bool in_order = c == n;
+        for (int64_t i = 0; in_order && i < c; ++i) in_order = us[static_cast<size_t>(i)] / K == i;
+        if (in_order) {
+            call.x = v;
         } else {
             for (int64_t i = 0; i < c; ++i)
                 std::memcpy(&gathered_[static_cast<size_t>((at + i) * d)], &v[(us[static_cast<size_t>(i)] / K) * d],
