@@ -539,8 +539,7 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
     mm(L.gate_sh, in_a_, shared_g_.data());
     mm(L.up_sh, in_a_, shared_u_.data());
     for (int64_t i = 0; i < n * ff; ++i) {
-        shared_g_[static_cast<size_t>(i)] =
-            silu(std::min(shared_g_[static_cast<size_t>(i)], clampv)) * std::clamp(shared_u_[static_cast<size_t>(i)], -clampv, clampv);
+        shared_g_[static_cast<size_t>(i)] = clamped_swiglu(shared_g_[static_cast<size_t>(i)], shared_u_[static_cast<size_t>(i)], clampv);
     }
     mm(L.down_sh, shared_g_.data(), n, shared_out_.data());
 
@@ -594,7 +593,7 @@ void Forward::placed_expert(int layer, int64_t expert, const ExpertCall& c) {
             for (int64_t t = 0; t < n; ++t)
                 for (int64_t r = first + b; r < first + e; ++r) {
                     float& gv = g[t * ff + r];
-                    gv = silu(std::min(gv, lim)) * std::clamp(u[t * ff + r], -lim, lim) * c.weights[t];
+                    gv = clamped_swiglu(gv, u[t * ff + r], lim) * c.weights[t];
                 }
         },
         kRowGrain);

@@ -163,7 +163,7 @@ void cpu_routed_expert(const ExpertCall& c, CpuScratch& s) {
         const float w = c.weights[i];
         float* g = &s.a[static_cast<size_t>(i * ff)];
         const float* u = &s.b[static_cast<size_t>(i * ff)];
-        for (int64_t j = 0; j < ff; ++j) g[j] = silu(std::min(g[j], lim)) * std::clamp(u[j], -lim, lim) * w;
+        for (int64_t j = 0; j < ff; ++j) g[j] = clamped_swiglu(g[j], u[j], lim) * w;
     }
     s.act.prepare(down.type, s.a.data(), n, ff);
     cpu_matmul(s, down, s.act, c.out);
@@ -234,7 +234,7 @@ void cpu_routed_experts(std::span<const ExpertCall> calls, CpuScratch& s, Routed
                     const float w = c.weights[t];
                     for (int64_t j = lb; j < le; ++j) {
                         float& gv = g[t * ff + j];
-                        gv = silu(std::min(gv, lim)) * std::clamp(u[t * ff + j], -lim, lim) * w;
+                        gv = clamped_swiglu(gv, u[t * ff + j], lim) * w;
                     }
                 }
             });

@@ -2,6 +2,7 @@
 // Each function states one formula of the spec; the layer code composes them.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -50,6 +51,11 @@ void rope_apply(float* x, int dim, int n_rot, const float* cs, bool inverse);
 float sigmoid(float x);
 float silu(float x);
 float softplus(float x);
+// The clamped SwiGLU of the DS4 experts (spec 3.5.2), before the routing
+// weight: silu(min(gate, limit)) * clamp(up, -limit, limit).
+inline float clamped_swiglu(float gate, float up, float limit) {
+    return silu(std::min(gate, limit)) * std::clamp(up, -limit, limit);
+}
 
 // mHC pre-mix split (spec 3.2 steps 3-5): from the mix vector m (2n + n*n
 // values), write pre (n), post (n) and the Sinkhorn-normalised combine matrix
