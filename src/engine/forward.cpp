@@ -309,24 +309,43 @@ void Forward::attend_token(const model::LayerWeights& L, LayerState& S, int t, i
     const int64_t n_raw = pos - first + 1;
     select_rows(L, S, t, pos, selected_);
     const int64_t N = n_raw + static_cast<int64_t>(selected_.size());
-    ensure(keys_, static_cast<size_t>(N) * hd);
-    for (int64_t p = first; p <= pos; ++p) load_f16(S.raw_row(p), &keys_[static_cast<size_t>(p - first) * hd], hd);
+    float* q = &q_[static_cast<size_t>(t) * H * hd];
+    float* out = &o_[static_cast<size_t>(t) * H * hd];
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    if (const auto* e = offload(L.kv.data, BackendOp::Attention, L.kv.type)) {
+        // Backends take the key rows in f32.
+        ensure(keys_, static_cast<size_t>(N) * hd);
+        for (int64_t p = first; p <= pos; ++p) load_f16(S.raw_row(p), &keys_[static_cast<size_t>(p - first) * hd], hd);
+        for (size_t i = 0; i < selected_.size(); ++i)
+            load_f16(S.attn.row(selected_[i]), &keys_[static_cast<size_t>(n_raw + static_cast<int64_t>(i)) * hd], hd);
+        AttentionCall c;
+        c.q = q;
+        c.keys = keys_.data();
+        c.n_rows = N;
+        c.heads = H;
+        c.head_dim = hd;
+        c.sinks = L.sinks.data();
+        c.scale = scale;
+        c.out = out;
+        e->backend->attention(c);
+        return;
+    }
+    // The CPU path reads the F16 rows as stored: gather them, no conversion.
+    ensure(keys16_, static_cast<size_t>(N) * hd);
+    const size_t row_bytes = sizeof(uint16_t) * static_cast<size_t>(hd);
+    for (int64_t p = first; p <= pos; ++p) std::memcpy(&keys16_[static_cast<size_t>(p - first) * hd], S.raw_row(p), row_bytes);
     for (size_t i = 0; i < selected_.size(); ++i)
-        load_f16(S.attn.row(selected_[i]), &keys_[static_cast<size_t>(n_raw + static_cast<int64_t>(i)) * hd], hd);
-
-    AttentionCall c;
-    c.q = &q_[static_cast<size_t>(t) * H * hd];
-    c.keys = keys_.data();
+        std::memcpy(&keys16_[static_cast<size_t>(n_raw + static_cast<int64_t>(i)) * hd], S.attn.row(selected_[i]), row_bytes);
+    AttentionF16Call c;
+    c.q = q;
+    c.keys = keys16_.data();
     c.n_rows = N;
     c.heads = H;
     c.head_dim = hd;
     c.sinks = L.sinks.data();
-    c.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    c.out = &o_[static_cast<size_t>(t) * H * hd];
-    if (const auto* e = offload(L.kv.data, BackendOp::Attention, L.kv.type))
-        e->backend->attention(c);
-    else
-        cpu_attention(c, cpu_);
+    c.scale = scale;
+    c.out = out;
+    cpu_attention_f16(c, cpu_);
 }
 
 void Forward::attention_layer(const model::LayerWeights& L, LayerState& S, int n, int64_t pos0, HookDispatch* hooks) {

@@ -122,6 +122,7 @@ private:
     std::vector<float> rope_cs_;
     // Per-token attention scratch.
     std::vector<float> keys_, idx_scores_, idx_q_, idx_dots_, expert_w_;
+    std::vector<uint16_t> keys16_;  // the attended key rows, F16 as stored
     std::vector<int32_t> selected_;
     std::vector<float> cmp_row_, cmp_cs_, kv_row_, best_;  // compressor output row, its RoPE angles, a KV row, router top-k
     std::vector<std::vector<int32_t>> users_;             // per expert: the (token, slot) pairs routed to it

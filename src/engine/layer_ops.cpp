@@ -27,6 +27,23 @@ void ensure(std::vector<T>& v, size_t n) {
     if (v.size() < n) v.resize(n);
 }
 
+// Scores of one head -> attention weights: scaled, softmax over the rows and
+// the head's sink logit (the sink takes its share of the mass, no value).
+void softmax_with_sink(float* sc, int64_t N, float sink, float scale) {
+    float m = sink;
+    for (int64_t r = 0; r < N; ++r) {
+        sc[r] *= scale;
+        m = std::max(m, sc[r]);
+    }
+    float den = std::exp(sink - m);
+    for (int64_t r = 0; r < N; ++r) {
+        sc[r] = std::exp(sc[r] - m);
+        den += sc[r];
+    }
+    const float inv = 1.0f / den;
+    for (int64_t r = 0; r < N; ++r) sc[r] *= inv;
+}
+
 }  // namespace
 
 void cpu_matmul(const CpuScratch& s, const kernels::Matrix& W, const kernels::Activations& x, float* y,
@@ -120,22 +137,8 @@ void cpu_attention(const AttentionCall& c, CpuScratch& s) {
         Eigen::Map<const RowMajor> Q(c.q + hb * hd, nh, hd);
         Eigen::Map<RowMajor> P(&s.c[static_cast<size_t>(hb) * static_cast<size_t>(N)], nh, N);
         P.noalias() = Q * K.transpose();
-        for (int64_t h = hb; h < he; ++h) {
-            float* sc = &s.c[static_cast<size_t>(h) * static_cast<size_t>(N)];
-            const float sink = c.sinks[h];
-            float m = sink;
-            for (int64_t r = 0; r < N; ++r) {
-                sc[r] *= c.scale;
-                m = std::max(m, sc[r]);
-            }
-            float den = std::exp(sink - m);
-            for (int64_t r = 0; r < N; ++r) {
-                sc[r] = std::exp(sc[r] - m);
-                den += sc[r];
-            }
-            const float inv = 1.0f / den;
-            for (int64_t r = 0; r < N; ++r) sc[r] *= inv;
-        }
+        for (int64_t h = hb; h < he; ++h)
+            softmax_with_sink(&s.c[static_cast<size_t>(h) * static_cast<size_t>(N)], N, c.sinks[h], c.scale);
         Eigen::Map<RowMajor> O(c.out + hb * hd, nh, hd);
         O.noalias() = P * K;
     };
@@ -147,6 +150,31 @@ void cpu_attention(const AttentionCall& c, CpuScratch& s) {
         s.pool->parallel_for_all(blocks, [&](int64_t b, int64_t e, int) { run_blocks(b, e); });
     else
         run_blocks(0, blocks);
+}
+
+void cpu_attention_f16(const AttentionF16Call& c, CpuScratch& s) {
+    const int64_t H = c.heads, hd = c.head_dim, N = c.n_rows;
+    ensure(s.c, static_cast<size_t>(H * N));
+    float* P = s.c.data();
+    // Scores P[h][r] = q_h . k_r: the F16 key rows as a matrix for the
+    // dispatched kernels, the heads as a batch of H inputs.
+    s.act.prepare(DType::F16, c.q, H, hd);
+    cpu_matmul(s, kernels::Matrix::make(DType::F16, c.keys, N, hd), s.act, P, N);
+    auto softmax = [&](int64_t b, int64_t e) {
+        for (int64_t h = b; h < e; ++h) softmax_with_sink(P + h * N, N, c.sinks[h], c.scale);
+    };
+    // out[h] = sum_r P[h][r] k_r, columns split over the workers in units of 16.
+    const int64_t units = (hd + 15) / 16;
+    auto weighted = [&](int64_t b, int64_t e) {
+        kernels::weighted_rows_f16(c.keys, hd, N, P, N, H, c.out, hd, b * 16, std::min(hd, e * 16));
+    };
+    if (s.pool) {
+        s.pool->parallel_for_all(H, [&](int64_t b, int64_t e, int) { softmax(b, e); });
+        s.pool->parallel_for_all(units, [&](int64_t b, int64_t e, int) { weighted(b, e); });
+    } else {
+        softmax(0, H);
+        weighted(0, units);
+    }
 }
 
 void cpu_routed_expert(const ExpertCall& c, CpuScratch& s) {

@@ -33,6 +33,20 @@ WeightRef weight_ref(const kernels::Matrix& m, std::string_view name = {}, int e
 void cpu_hc_pre(const HcPreCall& call, CpuScratch& scratch);
 void cpu_hc_post(const HcPostCall& call);
 void cpu_attention(const AttentionCall& call, CpuScratch& scratch);
+
+// The same attention with the key rows in F16 as the engine stores them (no
+// f32 copy): scores and the weighted sum run on the dispatched SIMD kernels.
+struct AttentionF16Call {
+    const float* q = nullptr;        // [H][hd]
+    const uint16_t* keys = nullptr;  // [N][hd], F16
+    int64_t n_rows = 0;
+    int heads = 0;
+    int head_dim = 0;
+    const float* sinks = nullptr;  // [H]
+    float scale = 1;
+    float* out = nullptr;  // [H][hd]
+};
+void cpu_attention_f16(const AttentionF16Call& call, CpuScratch& scratch);
 void cpu_routed_expert(const ExpertCall& call, CpuScratch& scratch);
 
 // Buffers of cpu_routed_experts, reused from call to call.

@@ -173,6 +173,19 @@ void matmul_rows(const Matrix& W, const Activations& x, float* y, int64_t y_stri
     kernel_for(table(active_isa()), W.type)(W, x, y, y_stride ? y_stride : W.rows, row_begin, row_end);
 }
 
+void weighted_rows_f16(const uint16_t* W, int64_t w_stride, int64_t n_rows, const float* p, int64_t p_stride,
+                       int64_t n_sets, float* out, int64_t out_stride, int64_t col_begin, int64_t col_end) {
+    if (n_rows < 0 || n_sets < 0 || col_begin < 0 || col_begin > col_end || col_end > w_stride || p_stride < n_rows ||
+        out_stride < col_end)
+        fail(ErrorCode::InvalidArgument,
+             "weighted_rows_f16: bad shape (rows %lld, sets %lld, columns [%lld, %lld), strides %lld/%lld/%lld)",
+             static_cast<long long>(n_rows), static_cast<long long>(n_sets), static_cast<long long>(col_begin),
+             static_cast<long long>(col_end), static_cast<long long>(w_stride), static_cast<long long>(p_stride),
+             static_cast<long long>(out_stride));
+    if (n_sets == 0 || col_begin == col_end) return;
+    table(active_isa()).weighted_rows_f16(W, w_stride, n_rows, p, p_stride, n_sets, out, out_stride, col_begin, col_end);
+}
+
 void matmul(const Matrix& W, const Activations& x, float* y, int64_t y_stride) {
     if (y_stride == 0) y_stride = W.rows;
     constexpr int64_t kGrain = 16;  // rows per chunk: keeps the kernels' row tiles whole

@@ -21,6 +21,14 @@ namespace ds4::kernels::detail {
 using RowsKernel = void (*)(const Matrix& W, const Activations& x, float* y, int64_t y_stride,
                             int64_t row_begin, int64_t row_end);
 
+// out[s * out_stride + c] = sum over r = 0, 1, ..., n_rows-1 (in that order)
+// of p[s * p_stride + r] * W[r * w_stride + c], for s in [0, n_sets) and c in
+// [col_begin, col_end), W in F16. The order over r is fixed, so a value does
+// not depend on the column range or on n_sets.
+using WeightedRowsF16Kernel = void (*)(const uint16_t* W, int64_t w_stride, int64_t n_rows, const float* p,
+                                       int64_t p_stride, int64_t n_sets, float* out, int64_t out_stride,
+                                       int64_t col_begin, int64_t col_end);
+
 struct KernelTable {
     RowsKernel f32 = nullptr;
     RowsKernel f16 = nullptr;
@@ -29,6 +37,7 @@ struct KernelTable {
     RowsKernel q2_K = nullptr;
     RowsKernel q4_K = nullptr;
     RowsKernel iq2_xxs = nullptr;
+    WeightedRowsF16Kernel weighted_rows_f16 = nullptr;
 };
 
 // Defined in matmul_scalar.cpp, matmul_avx2.cpp and matmul_avx512.cpp. The

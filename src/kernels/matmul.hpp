@@ -80,6 +80,13 @@ void matmul(const Matrix& W, const Activations& x, float* y, int64_t y_stride = 
 // Convenience: prepares the activations internally (allocates).
 void matmul(const Matrix& W, const float* x, int64_t n_tok, float* y);
 
+// out[s * out_stride + c] = sum_r p[s * p_stride + r] * W[r * w_stride + c]
+// for s < n_sets and c in [col_begin, col_end), with F16 rows W (attention:
+// the softmax weights of each head applied to its key rows). The sum runs
+// over r in order. Single-threaded; callers partition the columns.
+void weighted_rows_f16(const uint16_t* W, int64_t w_stride, int64_t n_rows, const float* p, int64_t p_stride,
+                       int64_t n_sets, float* out, int64_t out_stride, int64_t col_begin, int64_t col_end);
+
 // Reference: dequantize W and the prepared activations and accumulate in
 // double. Tests compare every ISA path against it.
 void matmul_reference(const Matrix& W, const Activations& x, float* y, int64_t y_stride = 0);

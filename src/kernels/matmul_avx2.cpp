@@ -4,6 +4,7 @@
 // every token.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "core/half.hpp"
@@ -202,6 +203,49 @@ void rows_kernel(const Matrix& M, const Activations& x, float* y, int64_t stride
     }
 }
 
+// Weighted sum of F16 rows: NS sets x NV vectors of 8 columns in registers,
+// the rows streamed once per block of sets; a column tail below 8 is scalar
+// (same order over r).
+template <int NS, int NV>
+void weighted_block(const uint16_t* W, int64_t ws, int64_t n_rows, const float* p, int64_t ps, float* out, int64_t os,
+                    int64_t c) {
+    __m256 acc[NS][NV];
+    for (int s = 0; s < NS; ++s)
+        for (int v = 0; v < NV; ++v) acc[s][v] = _mm256_setzero_ps();
+    for (int64_t r = 0; r < n_rows; ++r) {
+        __m256 w[NV];
+        for (int v = 0; v < NV; ++v)
+            w[v] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(W + r * ws + c + 8 * v)));
+        for (int s = 0; s < NS; ++s) {
+            const __m256 b = _mm256_set1_ps(p[s * ps + r]);
+            for (int v = 0; v < NV; ++v) acc[s][v] = _mm256_fmadd_ps(b, w[v], acc[s][v]);
+        }
+    }
+    for (int s = 0; s < NS; ++s)
+        for (int v = 0; v < NV; ++v) _mm256_storeu_ps(out + s * os + c + 8 * v, acc[s][v]);
+}
+
+template <int NS>
+void weighted_sets(const uint16_t* W, int64_t ws, int64_t n_rows, const float* p, int64_t ps, float* out, int64_t os,
+                   int64_t cb, int64_t ce) {
+    int64_t c = cb;
+    for (; c + 32 <= ce; c += 32) weighted_block<NS, 4>(W, ws, n_rows, p, ps, out, os, c);
+    for (; c + 8 <= ce; c += 8) weighted_block<NS, 1>(W, ws, n_rows, p, ps, out, os, c);
+    for (; c < ce; ++c)
+        for (int s = 0; s < NS; ++s) {
+            float a = 0.0f;
+            for (int64_t r = 0; r < n_rows; ++r) a = std::fma(p[s * ps + r], f16_to_f32(W[r * ws + c]), a);
+            out[s * os + c] = a;
+        }
+}
+
+void weighted_rows_f16(const uint16_t* W, int64_t ws, int64_t n_rows, const float* p, int64_t ps, int64_t n_sets,
+                       float* out, int64_t os, int64_t cb, int64_t ce) {
+    int64_t s = 0;
+    for (; s + 2 <= n_sets; s += 2) weighted_sets<2>(W, ws, n_rows, p + s * ps, ps, out + s * os, os, cb, ce);
+    if (s < n_sets) weighted_sets<1>(W, ws, n_rows, p + s * ps, ps, out + s * os, os, cb, ce);
+}
+
 }  // namespace
 
 const KernelTable& avx2_kernels() {
@@ -214,6 +258,7 @@ const KernelTable& avx2_kernels() {
         k.q2_K = rows_kernel<BlockQ2_K, BlockQ8_K, dot_q2_K, kQK_K>;
         k.q4_K = rows_kernel<BlockQ4_K, BlockQ8_K, dot_q4_K, kQK_K>;
         k.iq2_xxs = rows_kernel<BlockIQ2_XXS, BlockQ8_K, dot_iq2_xxs, kQK_K>;
+        k.weighted_rows_f16 = weighted_rows_f16;
         return k;
     }();
     return t;

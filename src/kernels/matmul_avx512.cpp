@@ -870,6 +870,49 @@ void iq2_xxs_rows_vbmi(const Matrix& W, const Activations& x, float* y, int64_t 
     run<IQ2XXSVbmiKernel>(W, x, y, ys, rb, re);
 }
 
+// Weighted sum of F16 rows: NS sets x NV vectors of 16 columns in registers
+// (the last vector masked at a column tail), the rows streamed once per block
+// of sets.
+template <int NS, int NV>
+void weighted_block(const uint16_t* W, int64_t ws, int64_t n_rows, const float* p, int64_t ps, float* out, int64_t os,
+                    int64_t c, __mmask16 last) {
+    __m512 acc[NS][NV];
+    for (int s = 0; s < NS; ++s)
+        for (int v = 0; v < NV; ++v) acc[s][v] = _mm512_setzero_ps();
+    for (int64_t r = 0; r < n_rows; ++r) {
+        __m512 w[NV];
+        for (int v = 0; v < NV; ++v) {
+            const __mmask16 m = v == NV - 1 ? last : static_cast<__mmask16>(0xffff);
+            w[v] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, W + r * ws + c + 16 * v));
+        }
+        for (int s = 0; s < NS; ++s) {
+            const __m512 b = _mm512_set1_ps(p[s * ps + r]);
+            for (int v = 0; v < NV; ++v) acc[s][v] = _mm512_fmadd_ps(b, w[v], acc[s][v]);
+        }
+    }
+    for (int s = 0; s < NS; ++s)
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + s * os + c + 16 * v, v == NV - 1 ? last : static_cast<__mmask16>(0xffff),
+                                  acc[s][v]);
+}
+
+template <int NS>
+void weighted_sets(const uint16_t* W, int64_t ws, int64_t n_rows, const float* p, int64_t ps, float* out, int64_t os,
+                   int64_t cb, int64_t ce) {
+    int64_t c = cb;
+    for (; c + 64 <= ce; c += 64) weighted_block<NS, 4>(W, ws, n_rows, p, ps, out, os, c, 0xffff);
+    for (; c + 16 <= ce; c += 16) weighted_block<NS, 1>(W, ws, n_rows, p, ps, out, os, c, 0xffff);
+    if (c < ce)
+        weighted_block<NS, 1>(W, ws, n_rows, p, ps, out, os, c, static_cast<__mmask16>((1u << (ce - c)) - 1));
+}
+
+void weighted_rows_f16(const uint16_t* W, int64_t ws, int64_t n_rows, const float* p, int64_t ps, int64_t n_sets,
+                       float* out, int64_t os, int64_t cb, int64_t ce) {
+    int64_t s = 0;
+    for (; s + 4 <= n_sets; s += 4) weighted_sets<4>(W, ws, n_rows, p + s * ps, ps, out + s * os, os, cb, ce);
+    for (; s < n_sets; ++s) weighted_sets<1>(W, ws, n_rows, p + s * ps, ps, out + s * os, os, cb, ce);
+}
+
 }  // namespace
 
 const KernelTable& avx512_kernels() {
@@ -881,6 +924,7 @@ const KernelTable& avx512_kernels() {
         .q2_K = q2_K_rows,
         .q4_K = q4_K_rows,
         .iq2_xxs = __builtin_cpu_supports("avx512vbmi") ? iq2_xxs_rows_vbmi : iq2_xxs_rows,
+        .weighted_rows_f16 = weighted_rows_f16,
     };
     return table;
 }

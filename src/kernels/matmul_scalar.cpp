@@ -130,6 +130,20 @@ void rows_kernel(const Matrix& M, const Activations& x, float* y, int64_t stride
     }
 }
 
+void weighted_rows_f16(const uint16_t* W, int64_t ws, int64_t n_rows, const float* p, int64_t ps, int64_t n_sets,
+                       float* out, int64_t os, int64_t cb, int64_t ce) {
+    for (int64_t s = 0; s < n_sets; ++s)
+        for (int64_t c = cb; c < ce; ++c) out[s * os + c] = 0.0f;
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const uint16_t* w = W + r * ws;
+        for (int64_t s = 0; s < n_sets; ++s) {
+            const float pr = p[s * ps + r];
+            float* o = out + s * os;
+            for (int64_t c = cb; c < ce; ++c) o[c] += pr * f16_to_f32(w[c]);
+        }
+    }
+}
+
 }  // namespace
 
 const KernelTable& scalar_kernels() {
@@ -142,6 +156,7 @@ const KernelTable& scalar_kernels() {
         k.q2_K = rows_kernel<BlockQ2_K, BlockQ8_K, dot_q2_K, kQK_K>;
         k.q4_K = rows_kernel<BlockQ4_K, BlockQ8_K, dot_q4_K, kQK_K>;
         k.iq2_xxs = rows_kernel<BlockIQ2_XXS, BlockQ8_K, dot_iq2_xxs, kQK_K>;
+        k.weighted_rows_f16 = weighted_rows_f16;
         return k;
     }();
     return t;

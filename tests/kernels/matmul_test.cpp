@@ -300,3 +300,44 @@ TEST(Kernels, ThreadedEqualsSingleThreaded) {
     matmul(W, a, y2.data());
     EXPECT_EQ(y1, y2);
 }
+
+// Attention's weighted sum of F16 key rows: against a double-precision sum,
+// the same value for a column whatever range or set count it is computed in,
+// and bad shapes rejected.
+TEST(Kernels, WeightedRowsF16) {
+    REQUIRE_ISA();
+    std::mt19937_64 rng(21);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (const int64_t cols : {512, 100, 7}) {
+        const int64_t rows = 37, sets = 11, stride = cols + 3;
+        std::vector<uint16_t> W(static_cast<size_t>(rows * stride));
+        for (auto& w : W) w = f32_to_f16(nd(rng));
+        std::vector<float> p(static_cast<size_t>(sets * rows));
+        for (auto& v : p) v = nd(rng);
+        std::vector<float> out(static_cast<size_t>(sets * cols), NAN), part(out.size(), NAN);
+        weighted_rows_f16(W.data(), stride, rows, p.data(), rows, sets, out.data(), cols, 0, cols);
+        for (int64_t s = 0; s < sets; ++s)
+            for (int64_t c = 0; c < cols; ++c) {
+                double ref = 0, mag = 0;
+                for (int64_t r = 0; r < rows; ++r) {
+                    const double term = double(p[s * rows + r]) * f16_to_f32(W[r * stride + c]);
+                    ref += term;
+                    mag += std::fabs(term);
+                }
+                ASSERT_NEAR(out[s * cols + c], ref, 1e-6 * mag + 1e-6) << "cols " << cols << " set " << s << " col " << c;
+            }
+        // Odd column ranges and one set at a time give the same bits.
+        for (int64_t cb = 0; cb < cols;) {
+            const int64_t ce = std::min(cols, cb + 1 + (cb * 7) % 41);
+            for (int64_t s = 0; s < sets; ++s)
+                weighted_rows_f16(W.data(), stride, rows, &p[s * rows], rows, 1, &part[s * cols], cols, cb, ce);
+            cb = ce;
+        }
+        for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], part[i]) << "cols " << cols << " index " << i;
+    }
+    std::vector<uint16_t> W(64);
+    std::vector<float> p(8), out(64);
+    EXPECT_THROW(weighted_rows_f16(W.data(), 8, 8, p.data(), 8, 1, out.data(), 8, 0, 9), Error);  // past the row
+    EXPECT_THROW(weighted_rows_f16(W.data(), 8, 8, p.data(), 4, 1, out.data(), 8, 0, 8), Error);  // p rows too short
+    EXPECT_THROW(weighted_rows_f16(W.data(), 8, 8, p.data(), 8, 1, out.data(), 8, 5, 2), Error);  // reversed range
+}

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/layer_ops.hpp"
+#include "core/half.hpp"
 #include "engine/ops.hpp"
 #include "placement/worker_pool.hpp"
 #include "quant/quant.hpp"
@@ -145,6 +146,57 @@ TEST(LayerOps, AttentionOnThePoolEqualsSerialAndReference) {
             double o = 0;
             for (int64_t r = 0; r < N; ++r) o += p[r] / den * keys[r * hd + k];
             EXPECT_NEAR(pooled[h * hd + k], o, 1e-5 + 1e-5 * std::fabs(o)) << "head " << h << " dim " << k;
+        }
+    }
+}
+
+TEST(LayerOps, F16AttentionMatchesF32AttentionAndIgnoresThePool) {
+    std::mt19937_64 rng(17);
+    // (heads, head_dim, rows): 80 columns end in a partial SIMD block; 4 x 128
+    // over 24 rows is the tiny model's indexed layer.
+    const int shapes[][3] = {{12, 80, 1}, {12, 80, 45}, {12, 80, 300}, {4, 128, 24}, {64, 512, 640}};
+    for (const auto& shape : shapes) {
+        const int H = shape[0], hd = shape[1];
+        const int64_t N = shape[2];
+        const std::vector<float> q = randn(H * hd, rng), sinks = randn(H, rng);
+        std::vector<float> keys = randn(static_cast<size_t>(N * hd), rng);
+        std::vector<uint16_t> keys16(keys.size());
+        for (size_t i = 0; i < keys.size(); ++i) {
+            keys16[i] = f32_to_f16(keys[i]);
+            keys[i] = f16_to_f32(keys16[i]);  // the f32 path sees the same values
+        }
+        AttentionCall c32;
+        c32.q = q.data();
+        c32.keys = keys.data();
+        c32.n_rows = N;
+        c32.heads = H;
+        c32.head_dim = hd;
+        c32.sinks = sinks.data();
+        c32.scale = 1.0f / std::sqrt(float(hd));
+        std::vector<float> ref(H * hd), serial(H * hd), pooled(H * hd);
+        c32.out = ref.data();
+        CpuScratch s0;
+        cpu_attention(c32, s0);
+
+        AttentionF16Call c;
+        c.q = q.data();
+        c.keys = keys16.data();
+        c.n_rows = N;
+        c.heads = H;
+        c.head_dim = hd;
+        c.sinks = sinks.data();
+        c.scale = c32.scale;
+        c.out = serial.data();
+        CpuScratch s1;
+        cpu_attention_f16(c, s1);
+        placement::WorkerPool pool(std::vector<int>{2});
+        CpuScratch s2;
+        s2.pool = &pool;
+        c.out = pooled.data();
+        cpu_attention_f16(c, s2);
+        for (size_t i = 0; i < ref.size(); ++i) {
+            ASSERT_EQ(serial[i], pooled[i]) << "N " << N << " index " << i;
+            ASSERT_NEAR(pooled[i], ref[i], 1e-5 + 1e-5 * std::fabs(ref[i])) << "N " << N << " index " << i;
         }
     }
 }
