@@ -312,39 +312,37 @@ void Forward::attend_token(const model::LayerWeights& L, LayerState& S, int t, i
     float* q = &q_[static_cast<size_t>(t) * H * hd];
     float* out = &o_[static_cast<size_t>(t) * H * hd];
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    if (const auto* e = offload(L.kv.data, BackendOp::Attention, L.kv.type)) {
-        // Backends take the key rows in f32.
-        ensure(keys_, static_cast<size_t>(N) * hd);
-        for (int64_t p = first; p <= pos; ++p) load_f16(S.raw_row(p), &keys_[static_cast<size_t>(p - first) * hd], hd);
+    // The attended rows (the raw window, then the selected compressed rows)
+    // copied into one matrix by `copy_row(src, dst)`; the call filled in.
+    auto gather = [&](auto* dst, auto&& copy_row) {
+        for (int64_t p = first; p <= pos; ++p) copy_row(S.raw_row(p), dst + (p - first) * hd);
         for (size_t i = 0; i < selected_.size(); ++i)
-            load_f16(S.attn.row(selected_[i]), &keys_[static_cast<size_t>(n_raw + static_cast<int64_t>(i)) * hd], hd);
-        AttentionCall c;
+            copy_row(S.attn.row(selected_[i]), dst + (n_raw + static_cast<int64_t>(i)) * hd);
+    };
+    auto fill = [&](auto& c, const auto* keys) {
         c.q = q;
-        c.keys = keys_.data();
+        c.keys = keys;
         c.n_rows = N;
         c.heads = H;
         c.head_dim = hd;
         c.sinks = L.sinks.data();
         c.scale = scale;
         c.out = out;
+    };
+    if (const auto* e = offload(L.kv.data, BackendOp::Attention, L.kv.type)) {
+        // Backends take the key rows in f32.
+        ensure(keys_, static_cast<size_t>(N) * hd);
+        gather(keys_.data(), [&](const uint16_t* src, float* dst) { load_f16(src, dst, hd); });
+        AttentionCall c;
+        fill(c, keys_.data());
         e->backend->attention(c);
         return;
     }
-    // The CPU path reads the F16 rows as stored: gather them, no conversion.
+    // The CPU path reads the F16 rows as stored: gathered, not converted.
     ensure(keys16_, static_cast<size_t>(N) * hd);
-    const size_t row_bytes = sizeof(uint16_t) * static_cast<size_t>(hd);
-    for (int64_t p = first; p <= pos; ++p) std::memcpy(&keys16_[static_cast<size_t>(p - first) * hd], S.raw_row(p), row_bytes);
-    for (size_t i = 0; i < selected_.size(); ++i)
-        std::memcpy(&keys16_[static_cast<size_t>(n_raw + static_cast<int64_t>(i)) * hd], S.attn.row(selected_[i]), row_bytes);
+    gather(keys16_.data(), [&](const uint16_t* src, uint16_t* dst) { std::memcpy(dst, src, sizeof(uint16_t) * hd); });
     AttentionF16Call c;
-    c.q = q;
-    c.keys = keys16_.data();
-    c.n_rows = N;
-    c.heads = H;
-    c.head_dim = hd;
-    c.sinks = L.sinks.data();
-    c.scale = scale;
-    c.out = out;
+    fill(c, keys16_.data());
     cpu_attention_f16(c, cpu_);
 }
 

@@ -48,6 +48,36 @@ std::vector<float> randn(size_t n, std::mt19937_64& rng) {
     return v;
 }
 
+// An attention call (AttentionCall or AttentionF16Call) over N key rows.
+template <class Call, class Key>
+Call attention_call(const std::vector<float>& q, const Key* keys, int64_t N, int H, int hd,
+                    const std::vector<float>& sinks, float* out) {
+    Call c;
+    c.q = q.data();
+    c.keys = keys;
+    c.n_rows = N;
+    c.heads = H;
+    c.head_dim = hd;
+    c.sinks = sinks.data();
+    c.scale = 1.0f / std::sqrt(float(hd));
+    c.out = out;
+    return c;
+}
+
+// Runs `attend(call, scratch)` without a pool into `serial` and on a pool of
+// two workers into `pooled`.
+template <class Call, class Attend>
+void run_serial_and_pooled(Attend attend, Call c, float* serial, float* pooled) {
+    CpuScratch s1;
+    c.out = serial;
+    attend(c, s1);
+    placement::WorkerPool pool(std::vector<int>{2});
+    CpuScratch s2;
+    s2.pool = &pool;
+    c.out = pooled;
+    attend(c, s2);
+}
+
 }  // namespace
 
 TEST(LayerOps, RoutedExpertsAsOneJobEqualOneAtATime) {
@@ -112,23 +142,9 @@ TEST(LayerOps, AttentionOnThePoolEqualsSerialAndReference) {
     constexpr int64_t N = 37;
     std::mt19937_64 rng(9);
     const std::vector<float> q = randn(H * hd, rng), keys = randn(N * hd, rng), sinks = randn(H, rng);
-    AttentionCall c;
-    c.q = q.data();
-    c.keys = keys.data();
-    c.n_rows = N;
-    c.heads = H;
-    c.head_dim = hd;
-    c.sinks = sinks.data();
-    c.scale = 1.0f / std::sqrt(float(hd));
     std::vector<float> serial(H * hd), pooled(H * hd);
-    CpuScratch s1;
-    c.out = serial.data();
-    cpu_attention(c, s1);
-    placement::WorkerPool pool(std::vector<int>{2});
-    CpuScratch s2;
-    s2.pool = &pool;
-    c.out = pooled.data();
-    cpu_attention(c, s2);
+    const auto c = attention_call<AttentionCall>(q, keys.data(), N, H, hd, sinks, nullptr);
+    run_serial_and_pooled(cpu_attention, c, serial.data(), pooled.data());
     for (size_t i = 0; i < serial.size(); ++i) ASSERT_EQ(serial[i], pooled[i]) << i;
 
     for (int h = 0; h < H; ++h) {
@@ -165,35 +181,13 @@ TEST(LayerOps, F16AttentionMatchesF32AttentionAndIgnoresThePool) {
             keys16[i] = f32_to_f16(keys[i]);
             keys[i] = f16_to_f32(keys16[i]);  // the f32 path sees the same values
         }
-        AttentionCall c32;
-        c32.q = q.data();
-        c32.keys = keys.data();
-        c32.n_rows = N;
-        c32.heads = H;
-        c32.head_dim = hd;
-        c32.sinks = sinks.data();
-        c32.scale = 1.0f / std::sqrt(float(hd));
         std::vector<float> ref(H * hd), serial(H * hd), pooled(H * hd);
-        c32.out = ref.data();
         CpuScratch s0;
-        cpu_attention(c32, s0);
+        cpu_attention(attention_call<AttentionCall>(q, keys.data(), N, H, hd, sinks, ref.data()), s0);
 
-        AttentionF16Call c;
-        c.q = q.data();
-        c.keys = keys16.data();
-        c.n_rows = N;
-        c.heads = H;
-        c.head_dim = hd;
-        c.sinks = sinks.data();
-        c.scale = c32.scale;
-        c.out = serial.data();
-        CpuScratch s1;
-        cpu_attention_f16(c, s1);
-        placement::WorkerPool pool(std::vector<int>{2});
-        CpuScratch s2;
-        s2.pool = &pool;
-        c.out = pooled.data();
-        cpu_attention_f16(c, s2);
+        run_serial_and_pooled(cpu_attention_f16,
+                              attention_call<AttentionF16Call>(q, keys16.data(), N, H, hd, sinks, nullptr),
+                              serial.data(), pooled.data());
         for (size_t i = 0; i < ref.size(); ++i) {
             ASSERT_EQ(serial[i], pooled[i]) << "N " << N << " index " << i;
             ASSERT_NEAR(pooled[i], ref[i], 1e-5 + 1e-5 * std::fabs(ref[i])) << "N " << N << " index " << i;
