@@ -155,6 +155,9 @@ public:
         // Weight bytes the matrix products read: every matrix (or routed
         // expert slice) a batch touches, counted once per batch.
         uint64_t prefill_weight_bytes = 0, decode_weight_bytes = 0;
+        // Multiply-adds of those products: rows x cols x tokens of each
+        // (attention over the context not included).
+        uint64_t prefill_weight_macs = 0, decode_weight_macs = 0;
     };
     Stats stats() const noexcept;
     void reset_stats() noexcept;

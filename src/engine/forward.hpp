@@ -58,6 +58,10 @@ public:
     int max_batch() const { return max_batch_; }
     // Weight bytes read by the products so far (each matrix once per batch).
     uint64_t weight_bytes_read() const { return weight_bytes_; }
+    // Multiply-adds of those products so far: rows x cols x tokens of every
+    // matrix (or expert slice) a batch runs through (attention over the
+    // context is not a weight product and is not counted).
+    uint64_t weight_macs() const { return weight_macs_; }
 
     // Indexer selections of the last run, for tests: per layer, per token,
     // the compressed rows attended (empty when every row was visible).
@@ -103,6 +107,7 @@ private:
     std::vector<int64_t> node_items_;
     int max_batch_;
     uint64_t weight_bytes_ = 0;
+    uint64_t weight_macs_ = 0;
     CpuScratch cpu_;
     std::vector<std::string> attn_norm_names_, ffn_norm_names_;
 

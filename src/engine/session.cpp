@@ -95,27 +95,30 @@ void Session::Impl::evaluate(std::span<const TokenId> toks, const PrefillOptions
     const int64_t chunk = forward.max_batch();
     int64_t done = 0;
     const auto t0 = std::chrono::steady_clock::now();
-    const uint64_t bytes0 = forward.weight_bytes_read();
+    const uint64_t bytes0 = forward.weight_bytes_read(), macs0 = forward.weight_macs();
     struct CountWork {  // adds this call's work to the stats however it ends
         Impl& s;
         Phase phase;
         std::chrono::steady_clock::time_point t0;
-        uint64_t bytes0;
+        uint64_t bytes0, macs0;
         const int64_t& done;
         ~CountWork() {
             const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             const uint64_t bytes = s.forward.weight_bytes_read() - bytes0;
+            const uint64_t macs = s.forward.weight_macs() - macs0;
             if (phase == Phase::Decode) {
                 s.stats.decode_tokens += done;
                 s.stats.decode_seconds += sec;
                 s.stats.decode_weight_bytes += bytes;
+                s.stats.decode_weight_macs += macs;
             } else {
                 s.stats.prefill_tokens += done;
                 s.stats.prefill_seconds += sec;
                 s.stats.prefill_weight_bytes += bytes;
+                s.stats.prefill_weight_macs += macs;
             }
         }
-    } count_work{*this, phase, t0, bytes0, done};
+    } count_work{*this, phase, t0, bytes0, macs0, done};
     try {
         while (done < total) {
             // Cut chunks at absolute multiples of the chunk size (and of the

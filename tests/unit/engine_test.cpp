@@ -221,6 +221,38 @@ TEST_F(EngineTest, SyncReusesTheCommonPrefix) {
     EXPECT_LE(max_abs_diff(s.logits(), fresh2.logits()), 1e-4f * std::max(1.0f, max_abs(fresh2.logits())));
 }
 
+TEST_F(EngineTest, StatsCountWeightBytesAndMultiplyAdds) {
+    const ModelConfig& c = model_->config();
+    const auto toks = random_tokens(12, c.n_vocab, 21);
+    // Decoding: every token runs the same products at this short context.
+    Session s(model_, {.context_size = 64});
+    s.prefill(std::span(toks).first(8));
+    s.reset_stats();
+    uint64_t macs_per_token = 0, bytes_per_token = 0;
+    for (size_t i = 8; i < toks.size(); ++i) {
+        const auto before = s.stats();
+        s.decode(toks[i]);
+        const auto after = s.stats();
+        const uint64_t macs = after.decode_weight_macs - before.decode_weight_macs;
+        const uint64_t bytes = after.decode_weight_bytes - before.decode_weight_bytes;
+        if (i == 8) {
+            macs_per_token = macs;
+            bytes_per_token = bytes;
+        }
+        EXPECT_EQ(macs, macs_per_token) << "token " << i;
+        EXPECT_EQ(bytes, bytes_per_token) << "token " << i;
+    }
+    EXPECT_EQ(s.stats().prefill_weight_macs, 0u);
+    // The model is all F32: one token reads 4 bytes per multiply-add, plus its
+    // embedding row (read, not multiplied).
+    EXPECT_EQ(bytes_per_token, 4 * macs_per_token + 4 * static_cast<uint64_t>(c.n_embd));
+    // A prefill with every row's logits runs the same products for each token.
+    Session p(model_, {.context_size = 64});
+    p.prefill(toks, PrefillOptions{.all_logits = true, .progress = nullptr});
+    EXPECT_EQ(p.stats().prefill_weight_macs, toks.size() * macs_per_token);
+    EXPECT_EQ(p.stats().decode_weight_macs, 0u);
+}
+
 TEST_F(EngineTest, ContextFullIsAnErrorAndLeavesTheSessionUnchanged) {
     Session s(model_, {.context_size = 40});
     const auto toks = random_tokens(40, model_->config().n_vocab, 16);
