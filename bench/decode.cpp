@@ -5,7 +5,9 @@
 // ratio-4), prefills 512 tokens and decodes 64, and reports tokens/s, the
 // weight bytes each decoded token read (counted by the engine), the achieved
 // GB/s, that as a fraction of the machine's read bandwidth, and the
-// projection to the 43-layer model. Runs each mix and thread count asked for
+// projection to the 43-layer model. Prefill is reported as weight
+// multiply-adds per second (counted by the engine) against the machine's
+// measured f32 FMA and int8 dot-product peaks (compute_peak.hpp). Runs each mix and thread count asked for
 // and prints a table and CSV.
 //
 // usage: ds4-bench-decode [--layers N] [--mix q2,q4] [--threads 1,2] [--prefill N] [--decode N]
@@ -30,6 +32,7 @@
 #include <vector>
 
 #include "bandwidth.hpp"
+#include "compute_peak.hpp"
 #include "bench_models.hpp"
 #include "ds4/model.hpp"
 #include "ds4/model_generator.hpp"
@@ -58,6 +61,7 @@ struct Row {
     int threads = 0;
     int64_t position = 0;  // decode position (context length before decoding)
     double prefill_tps = 0, decode_tps = 0;
+    double prefill_gmacs = 0, fma_fraction = 0, int8_fraction = 0;  // prefill multiply-adds vs the peaks
     double bytes_per_token = 0, gbs = 0, fraction = 0;
     double tps_43 = 0;  // projection to 43 layers
     double state_bytes_per_token = 0;
@@ -103,9 +107,17 @@ int main(int argc, char** argv) {
         std::vector<Row> rows;
         const double bw = ds4::bench::read_bandwidth_gbs(omp_get_num_procs());
         std::printf("read bandwidth (all %d threads): %.2f GB/s\n", omp_get_num_procs(), bw);
+        std::vector<ds4::bench::ComputePeak> peaks;
+        for (int nt : thread_counts) {
+            peaks.push_back(ds4::bench::compute_peak(nt));
+            std::printf("compute peak (%d threads): f32 FMA (%s) %.1f GMAC/s, int8 VPDPBUSD %.1f GMAC/s\n", nt,
+                        peaks.back().fma_isa, peaks.back().fma_gmacs, peaks.back().int8_gmacs);
+        }
         for (const std::string& mix : parse_list(mixes)) {
             const std::string path = ds4::bench::full_width_model(layers, mix);
-            for (int nt : thread_counts) {
+            for (size_t ti = 0; ti < thread_counts.size(); ++ti) {
+                const int nt = thread_counts[ti];
+                const ds4::bench::ComputePeak& peak = peaks[ti];
                 ds4::ModelOptions mo;
                 mo.n_threads = nt;
                 auto model = ds4::Model::load(path, mo);
@@ -133,6 +145,11 @@ int main(int argc, char** argv) {
                     r.threads = nt;
                     r.position = start;
                     r.prefill_tps = cached ? 0.0 : static_cast<double>(st.prefill_tokens) / st.prefill_seconds;
+                    if (!cached) {
+                        r.prefill_gmacs = static_cast<double>(st.prefill_weight_macs) / st.prefill_seconds / 1e9;
+                        r.fma_fraction = peak.fma_gmacs > 0 ? r.prefill_gmacs / peak.fma_gmacs : 0;
+                        r.int8_fraction = peak.int8_gmacs > 0 ? r.prefill_gmacs / peak.int8_gmacs : 0;
+                    }
                     s.reset_stats();
                     // Greedy decode (sampling is not part of the measurement).
                     for (int k = 0; k < decode; ++k) {
@@ -155,9 +172,11 @@ int main(int argc, char** argv) {
                     r.state_bytes_per_token = static_cast<double>(s.state_bytes()) / static_cast<double>(s.position());
                     rows.push_back(r);
                     std::printf(
-                        "%s %dL threads=%d pos=%lld: prefill %.2f tok/s, decode %.3f tok/s, %.1f MB/token, %.2f GB/s "
+                        "%s %dL threads=%d pos=%lld: prefill %.2f tok/s (%.1f GMAC/s: %.0f%% of the f32 FMA peak, "
+                        "%.0f%% of the int8 peak), decode %.3f tok/s, %.1f MB/token, %.2f GB/s "
                         "(%.0f%% of bandwidth), 43-layer projection %.3f tok/s, state %.0f B/token\n",
-                        mix.c_str(), layers, nt, static_cast<long long>(start), r.prefill_tps, r.decode_tps,
+                        mix.c_str(), layers, nt, static_cast<long long>(start), r.prefill_tps, r.prefill_gmacs,
+                        100 * r.fma_fraction, 100 * r.int8_fraction, r.decode_tps,
                         r.bytes_per_token / 1e6, r.gbs, 100 * r.fraction, r.tps_43, r.state_bytes_per_token);
                     std::fflush(stdout);
                 }
@@ -165,11 +184,12 @@ int main(int argc, char** argv) {
         }
         std::ostringstream csv;
         csv << "mix,layers,threads,position,prefill_tok_s,decode_tok_s,weight_bytes_per_token,gb_s,fraction_of_bandwidth,"
-               "decode_tok_s_43_layers,state_bytes_per_token\n";
+               "decode_tok_s_43_layers,state_bytes_per_token,prefill_gmac_s,fraction_of_fma_peak,fraction_of_int8_peak\n";
         for (const Row& r : rows)
             csv << r.mix << ',' << layers << ',' << r.threads << ',' << r.position << ',' << r.prefill_tps << ','
                 << r.decode_tps << ',' << r.bytes_per_token << ',' << r.gbs << ',' << r.fraction << ',' << r.tps_43 << ','
-                << r.state_bytes_per_token << '\n';
+                << r.state_bytes_per_token << ',' << r.prefill_gmacs << ',' << r.fma_fraction << ','
+                << r.int8_fraction << '\n';
         std::printf("\n%s", csv.str().c_str());
         if (!csv_path.empty()) std::ofstream(csv_path) << csv.str();
         return 0;
