@@ -50,10 +50,10 @@ void SharedInput::reset(const float* x, int64_t n_tok, int64_t cols) {
     ready_[0] = ready_[1] = ready_[2] = false;
 }
 
-const Activations& SharedInput::for_weight(DType weight_type) {
+const Activations& SharedInput::for_weight(DType weight_type, const CpuScratch& scratch) {
     const int s = act_slot(weight_type);
     if (!ready_[s]) {
-        slots_[s].prepare(weight_type, x_, n_tok_, cols_);
+        prepare_activations(scratch, slots_[s], weight_type, x_, n_tok_, cols_);
         ready_[s] = true;
     }
     return slots_[s];
@@ -115,7 +115,7 @@ void Forward::mm(const Matrix& W, SharedInput& in, float* y, int64_t y_stride) {
         e->backend->matmul(weight_ref(W, e->name), in.x(), in.n_tok(), y, y_stride ? y_stride : W.rows);
         return;
     }
-    cpu_matmul(cpu_, W, in.for_weight(W.type), y, y_stride);
+    cpu_matmul(cpu_, W, in.for_weight(W.type, cpu_), y, y_stride);
 }
 
 void Forward::mm(const Matrix& W, const float* x, int64_t n_tok, float* y, int64_t y_stride) {
@@ -125,7 +125,7 @@ void Forward::mm(const Matrix& W, const float* x, int64_t n_tok, float* y, int64
         e->backend->matmul(weight_ref(W, e->name), x, n_tok, y, y_stride ? y_stride : W.rows);
         return;
     }
-    act_tmp_.prepare(W.type, x, n_tok, W.cols);
+    prepare_activations(cpu_, act_tmp_, W.type, x, n_tok, W.cols);
     cpu_matmul(cpu_, W, act_tmp_, y, y_stride);
 }
 

@@ -28,7 +28,9 @@ class HookDispatch;  // engine/hooks.hpp; null = no hooks
 class SharedInput {
 public:
     void reset(const float* x, int64_t n_tok, int64_t cols);
-    const kernels::Activations& for_weight(DType weight_type);
+    // Quantized on first use per activation type (rows split over the
+    // scratch's pool in prefill).
+    const kernels::Activations& for_weight(DType weight_type, const CpuScratch& scratch);
     const float* x() const { return x_; }
     int64_t n_tok() const { return n_tok_; }
 

@@ -57,6 +57,17 @@ void cpu_matmul(const CpuScratch& s, const kernels::Matrix& W, const kernels::Ac
         W.rows, [&](int64_t b, int64_t e, int) { kernels::matmul_rows(W, x, y, stride, b, e); }, kRowGrain);
 }
 
+void prepare_activations(const CpuScratch& s, kernels::Activations& a, DType weight_type, const float* x,
+                         int64_t n_tok, int64_t cols) {
+    constexpr int64_t kMinRowsToSplit = 16;  // below this a pooled run costs more than it saves
+    if (!s.pool || n_tok < kMinRowsToSplit) {
+        a.prepare(weight_type, x, n_tok, cols);
+        return;
+    }
+    a.shape(weight_type, n_tok, cols);
+    s.pool->parallel_for_all(n_tok, [&](int64_t b, int64_t e, int) { a.quantize_rows(x, b, e); });
+}
+
 kernels::Matrix matrix_of(const WeightRef& w) {
     kernels::Matrix m;
     m.type = w.type;
@@ -221,7 +232,7 @@ void cpu_routed_experts(std::span<const ExpertCall> calls, CpuScratch& s, Routed
         const size_t j = r.input_keys.size();
         r.input_keys.push_back({x, n, cols, at});
         if (r.inputs.size() <= j) r.inputs.resize(j + 1);
-        r.inputs[j].prepare(weight_type, x, n, cols);
+        prepare_activations(s, r.inputs[j], weight_type, x, n, cols);
         return j;
     };
     r.ff_offset[0] = r.out_offset[0] = r.hidden_offset[0] = 0;
@@ -270,9 +281,23 @@ void cpu_routed_experts(std::span<const ExpertCall> calls, CpuScratch& s, Routed
         kRowGrain);
 
     // Job 2: down rows over each expert's whole SwiGLU vector.
-    for (size_t i = 0; i < n_calls; ++i)
-        r.hidden[i].prepare(calls[i].down.type, &r.gate[static_cast<size_t>(r.hidden_offset[i])], calls[i].n_tok,
-                            calls[i].gate.rows);
+    // (one expert's SwiGLU rows per unit: split over the pool in prefill,
+    // where the experts hold hundreds of rows together)
+    auto prepare_hidden = [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+            const ExpertCall& c = calls[static_cast<size_t>(i)];
+            r.hidden[static_cast<size_t>(i)].prepare(c.down.type, &r.gate[static_cast<size_t>(r.hidden_offset[static_cast<size_t>(i)])],
+                                                     c.n_tok, c.gate.rows);
+        }
+    };
+    int64_t hidden_rows = 0;
+    for (size_t i = 0; i < n_calls; ++i) hidden_rows += calls[i].n_tok;
+    if (hidden_rows >= 16)
+        s.pool->parallel_for_all(
+            static_cast<int64_t>(n_calls), [&](int64_t b, int64_t e, int) { prepare_hidden(b, e); }, 1,
+            placement::Schedule::Dynamic);
+    else
+        prepare_hidden(0, static_cast<int64_t>(n_calls));
     s.pool->parallel_for_all(
         r.out_offset[n_calls],
         [&](int64_t b, int64_t e, int) {

@@ -27,6 +27,11 @@ struct CpuScratch {
 void cpu_matmul(const CpuScratch& s, const kernels::Matrix& W, const kernels::Activations& x, float* y,
                 int64_t y_stride = 0);
 
+// a.prepare(weight_type, x, n_tok, cols), with the rows split over the
+// scratch's pool when there are enough of them (prefill); same result.
+void prepare_activations(const CpuScratch& s, kernels::Activations& a, DType weight_type, const float* x,
+                         int64_t n_tok, int64_t cols);
+
 kernels::Matrix matrix_of(const WeightRef& w);
 WeightRef weight_ref(const kernels::Matrix& m, std::string_view name = {}, int expert = -1);
 

@@ -136,6 +136,11 @@ DType activation_type(DType weight_type) {
 }
 
 void Activations::prepare(DType weight_type, const float* x, int64_t n_tok, int64_t cols) {
+    shape(weight_type, n_tok, cols);
+    quantize_rows(x, 0, n_tok);
+}
+
+void Activations::shape(DType weight_type, int64_t n_tok, int64_t cols) {
     const DType t = activation_type(weight_type);
     if (n_tok < 0 || cols <= 0)
         fail(ErrorCode::InvalidArgument, "activations of %lld x %lld values", static_cast<long long>(n_tok),
@@ -146,13 +151,19 @@ void Activations::prepare(DType weight_type, const float* x, int64_t n_tok, int6
     row_bytes_ = quant::row_bytes(t, cols);
     const size_t need = row_bytes_ * static_cast<size_t>(n_tok);
     if (buf_.size() < need) buf_.resize(need);
-    for (int64_t i = 0; i < n_tok; ++i) {
+}
+
+void Activations::quantize_rows(const float* x, int64_t begin, int64_t end) {
+    if (begin < 0 || begin > end || end > n_tok_)
+        fail(ErrorCode::InvalidArgument, "activation rows [%lld, %lld) of %lld", static_cast<long long>(begin),
+             static_cast<long long>(end), static_cast<long long>(n_tok_));
+    for (int64_t i = begin; i < end; ++i) {
         uint8_t* dst = buf_.data() + static_cast<size_t>(i) * row_bytes_;
-        const float* src = x + i * cols;
-        switch (t) {
-            case DType::Q8_0: quant::quantize_row_q8_0(src, reinterpret_cast<quant::BlockQ8_0*>(dst), cols); break;
-            case DType::Q8_K: quant::quantize_row_q8_K(src, reinterpret_cast<quant::BlockQ8_K*>(dst), cols); break;
-            default: std::memcpy(dst, src, static_cast<size_t>(cols) * sizeof(float)); break;
+        const float* src = x + i * cols_;
+        switch (type_) {
+            case DType::Q8_0: quant::quantize_row_q8_0(src, reinterpret_cast<quant::BlockQ8_0*>(dst), cols_); break;
+            case DType::Q8_K: quant::quantize_row_q8_K(src, reinterpret_cast<quant::BlockQ8_K*>(dst), cols_); break;
+            default: std::memcpy(dst, src, static_cast<size_t>(cols_) * sizeof(float)); break;
         }
     }
 }

@@ -54,6 +54,12 @@ class Activations {
 public:
     // Quantize (or copy) x[n_tok][cols] for weights of type `weight_type`.
     void prepare(DType weight_type, const float* x, int64_t n_tok, int64_t cols);
+    // The same in two steps, for callers that quantize rows on several
+    // threads: shape() sizes the buffer, quantize_rows() fills rows [begin,
+    // end) of x[n_tok][cols] (disjoint ranges may run concurrently). Each row
+    // is quantized from its own values only, so the result equals prepare().
+    void shape(DType weight_type, int64_t n_tok, int64_t cols);
+    void quantize_rows(const float* x, int64_t begin, int64_t end);
 
     DType type() const { return type_; }
     int64_t n_tok() const { return n_tok_; }

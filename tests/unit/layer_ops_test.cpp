@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "engine/layer_ops.hpp"
 #include "core/half.hpp"
+#include "ds4/error.hpp"
 #include "engine/ops.hpp"
 #include "placement/worker_pool.hpp"
 #include "quant/quant.hpp"
@@ -193,4 +195,32 @@ TEST(LayerOps, F16AttentionMatchesF32AttentionAndIgnoresThePool) {
             ASSERT_NEAR(pooled[i], ref[i], 1e-5 + 1e-5 * std::fabs(ref[i])) << "N " << N << " index " << i;
         }
     }
+}
+
+TEST(LayerOps, ActivationsPreparedOnThePoolEqualSerial) {
+    std::mt19937_64 rng(23);
+    placement::WorkerPool pool(std::vector<int>{2});
+    CpuScratch pooled;
+    pooled.pool = &pool;
+    // Q8_0 (Q8_0 weights), Q8_K (K-quants), f32 copy (F16 weights); 37 rows
+    // split over the pool, 5 rows below the split threshold.
+    for (DType w : {DType::Q8_0, DType::Q2_K, DType::F16}) {
+        for (int64_t n : {37, 5}) {
+            const int64_t cols = 512;
+            const std::vector<float> x = randn(static_cast<size_t>(n * cols), rng);
+            kernels::Activations serial, split;
+            serial.prepare(w, x.data(), n, cols);
+            prepare_activations(pooled, split, w, x.data(), n, cols);
+            ASSERT_EQ(split.type(), serial.type());
+            ASSERT_EQ(split.n_tok(), n);
+            ASSERT_EQ(split.row_bytes(), serial.row_bytes());
+            for (int64_t t = 0; t < n; ++t)
+                ASSERT_EQ(std::memcmp(split.row(t), serial.row(t), serial.row_bytes()), 0) << "row " << t;
+        }
+    }
+    kernels::Activations a;
+    a.shape(DType::Q8_0, 4, 64);
+    const std::vector<float> x(4 * 64, 1.0f);
+    EXPECT_THROW(a.quantize_rows(x.data(), 2, 5), ds4::Error);
+    EXPECT_THROW(a.quantize_rows(x.data(), 3, 2), ds4::Error);
 }
