@@ -18,6 +18,8 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 
 // Rows per unit of work handed to a worker (keeps the kernels' row tiles whole).
 constexpr int64_t kRowGrain = 16;
+// Activation rows to quantize below which a pooled run costs more than it saves.
+constexpr int64_t kMinRowsToSplit = 16;
 // Attention heads per unit of work (a fixed block, so that results do not
 // depend on the number of workers).
 constexpr int64_t kHeadsPerJob = 8;
@@ -59,7 +61,6 @@ void cpu_matmul(const CpuScratch& s, const kernels::Matrix& W, const kernels::Ac
 
 void prepare_activations(const CpuScratch& s, kernels::Activations& a, DType weight_type, const float* x,
                          int64_t n_tok, int64_t cols) {
-    constexpr int64_t kMinRowsToSplit = 16;  // below this a pooled run costs more than it saves
     if (!s.pool || n_tok < kMinRowsToSplit) {
         a.prepare(weight_type, x, n_tok, cols);
         return;
@@ -286,13 +287,13 @@ void cpu_routed_experts(std::span<const ExpertCall> calls, CpuScratch& s, Routed
     auto prepare_hidden = [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
             const ExpertCall& c = calls[static_cast<size_t>(i)];
-            r.hidden[static_cast<size_t>(i)].prepare(c.down.type, &r.gate[static_cast<size_t>(r.hidden_offset[static_cast<size_t>(i)])],
-                                                     c.n_tok, c.gate.rows);
+            const float* swiglu = &r.gate[static_cast<size_t>(r.hidden_offset[static_cast<size_t>(i)])];
+            r.hidden[static_cast<size_t>(i)].prepare(c.down.type, swiglu, c.n_tok, c.gate.rows);
         }
     };
     int64_t hidden_rows = 0;
     for (size_t i = 0; i < n_calls; ++i) hidden_rows += calls[i].n_tok;
-    if (hidden_rows >= 16)
+    if (hidden_rows >= kMinRowsToSplit)
         s.pool->parallel_for_all(
             static_cast<int64_t>(n_calls), [&](int64_t b, int64_t e, int) { prepare_hidden(b, e); }, 1,
             placement::Schedule::Dynamic);
