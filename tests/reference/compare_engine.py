@@ -166,13 +166,13 @@ def load_dumps(d, cfg, n):
 FP8_TIE_BAND = 2e-6
 
 
-def fp8_other_rounding(x):
-    """The FP8 (E4M3, blocks of 64) rounding of x with every value that lies
-    within FP8_TIE_BAND of a rounding midpoint rounded the other way (None if no
-    value does). Applied to the same slice the reference rounds (the nope dims)."""
+def fp8_other_rounding(x, y):
+    """y, the FP8 (E4M3, blocks of 64) rounding of x, with every value of x that
+    lies within FP8_TIE_BAND of a rounding midpoint rounded the other way (None
+    if no value does). Applied to the slice the reference rounds (the nope dims)."""
     blocks = x.reshape(-1, 64)
     band = FP8_TIE_BAND * np.max(np.abs(blocks), axis=1, keepdims=True)
-    y = fp8_e4m3_roundtrip(blocks, 64)
+    y = y.reshape(blocks.shape)
     lo = fp8_e4m3_roundtrip(blocks - band, 64)
     hi = fp8_e4m3_roundtrip(blocks + band, 64)
     alt = np.where(lo != y, lo, np.where(hi != y, hi, y))
@@ -180,36 +180,40 @@ def fp8_other_rounding(x):
 
 
 class Fp8TieRecorder:
-    """Stands in for model.fp8_nope during one attention pass: records which
-    roundings (call k, at position pos) have a value on an FP8 tie, and rounds
-    the ties of the calls in `flips` the other way."""
+    """Stands in for model.fp8_nope during one attention pass: rounds with the
+    model's own fp8_nope, rounds the ties of the calls in `flips` the other way,
+    and with `record` lists the roundings (call k, at position pos) that have a
+    value on an FP8 tie. Ties are looked for only where needed."""
 
-    def __init__(self, model, flips):
-        self.model, self.flips = model, flips
+    def __init__(self, model, flips, record):
+        self.round = model.fp8_nope  # the model's method, taken before it is replaced
+        self.flips, self.record = flips, record
         self.nope = model.cfg.head_dim - model.cfg.n_rot
         self.calls, self.pos, self.tied = 0, -1, []
 
     def __call__(self, x):
         k = self.calls
         self.calls += 1
-        y = x.copy()
-        y[..., :self.nope] = fp8_e4m3_roundtrip(x[..., :self.nope], 64)
-        alt = fp8_other_rounding(x[..., :self.nope])
-        if alt is not None:
-            self.tied.append((k, self.pos))
-            if k in self.flips:
-                y[..., :self.nope] = alt
+        y = self.round(x)
+        if self.record or k in self.flips:
+            alt = fp8_other_rounding(x[..., :self.nope], y[..., :self.nope])
+            if alt is not None:
+                if self.record:
+                    self.tied.append((k, self.pos))
+                if k in self.flips:
+                    y[..., :self.nope] = alt
         return y
 
 
-def attention_pass(model, il, D, n, flips=frozenset()):
+def attention_pass(model, il, D, n, flips=frozenset(), record=False):
     """Layer il's attention recomputed from the engine's attn_in at every
     position (the reference's own state). Returns the per-row attn_out errors,
-    the trace (indexer selections and scores) and the tied FP8 roundings."""
+    the trace (indexer selections and scores) and, with `record`, the tied FP8
+    roundings."""
     st = model.new_state()["layers"][il]
     err = np.zeros(n)
     tr = ds4_ref.Trace(sites=(), keep_scores=True)
-    ties = Fp8TieRecorder(model, flips)
+    ties = Fp8TieRecorder(model, flips, record)
     model.fp8_nope = ties
     try:
         for pos in range(n):
@@ -232,9 +236,10 @@ def attention_with_fp8_ties(model, il, D, n, tol):
     of roundings for all positions; the kept flips are returned as (call,
     position). A systematic error leaves its rows over tol whatever the
     roundings, so no flip is kept for it."""
-    err, tr, tied = attention_pass(model, il, D, n)
+    err, tr, _ = attention_pass(model, il, D, n)
     kept = []
     if np.any(err > tol):
+        _, _, tied = attention_pass(model, il, D, n, record=True)
         for k, pos in tied:
             trial, _, _ = attention_pass(model, il, D, n, frozenset(c for c, _ in kept) | {k})
             if np.count_nonzero(trial > tol) < np.count_nonzero(err > tol):
