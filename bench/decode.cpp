@@ -7,8 +7,8 @@
 // GB/s, that as a fraction of the machine's read bandwidth, and the
 // projection to the 43-layer model. Prefill is reported as weight
 // multiply-adds per second (counted by the engine) against the machine's
-// measured f32 FMA and int8 dot-product peaks (compute_peak.hpp). Runs each mix and thread count asked for
-// and prints a table and CSV.
+// measured f32 FMA and int8 dot-product peaks (compute_peak.hpp). Runs each
+// mix and thread count asked for and prints a table and CSV.
 //
 // usage: ds4-bench-decode [--layers N] [--mix q2,q4] [--threads 1,2] [--prefill N] [--decode N]
 //                         [--positions 1024,8192,32768] [--model-dir DIR] [--csv FILE] [--state-cache]

@@ -108,9 +108,13 @@ const model::BackendAssignment::Entry* Forward::offload(const void* weight_data,
     return e && e->backend->supports(op, type) ? e : nullptr;
 }
 
+void Forward::count_product(size_t row_bytes, int64_t rows, int64_t cols, int64_t n_tok) {
+    weight_bytes_ += row_bytes * static_cast<uint64_t>(rows);
+    weight_macs_ += static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols) * static_cast<uint64_t>(n_tok);
+}
+
 void Forward::mm(const Matrix& W, SharedInput& in, float* y, int64_t y_stride) {
-    weight_bytes_ += W.row_bytes * static_cast<uint64_t>(W.rows);
-    weight_macs_ += static_cast<uint64_t>(W.rows) * static_cast<uint64_t>(W.cols) * static_cast<uint64_t>(in.n_tok());
+    count_product(W.row_bytes, W.rows, W.cols, in.n_tok());
     if (const auto* e = offload(W.data, BackendOp::DenseMatmul, W.type)) {
         e->backend->matmul(weight_ref(W, e->name), in.x(), in.n_tok(), y, y_stride ? y_stride : W.rows);
         return;
@@ -119,8 +123,7 @@ void Forward::mm(const Matrix& W, SharedInput& in, float* y, int64_t y_stride) {
 }
 
 void Forward::mm(const Matrix& W, const float* x, int64_t n_tok, float* y, int64_t y_stride) {
-    weight_bytes_ += W.row_bytes * static_cast<uint64_t>(W.rows);
-    weight_macs_ += static_cast<uint64_t>(W.rows) * static_cast<uint64_t>(W.cols) * static_cast<uint64_t>(n_tok);
+    count_product(W.row_bytes, W.rows, W.cols, n_tok);
     if (const auto* e = offload(W.data, BackendOp::DenseMatmul, W.type)) {
         e->backend->matmul(weight_ref(W, e->name), x, n_tok, y, y_stride ? y_stride : W.rows);
         return;
@@ -172,8 +175,7 @@ void Forward::hc_pre(const model::HcMixWeights& hw, int n, float* out_in, float*
     c.eps = cfg_.hc_eps;
     c.out = out_in;
     c.split = split;
-    weight_bytes_ += hw.fn.row_bytes * static_cast<uint64_t>(hw.fn.rows);
-    weight_macs_ += static_cast<uint64_t>(hw.fn.rows) * static_cast<uint64_t>(hw.fn.cols) * static_cast<uint64_t>(n);
+    count_product(hw.fn.row_bytes, hw.fn.rows, hw.fn.cols, n);
     if (const auto* e = offload(hw.fn.data, BackendOp::HcMix, hw.fn.type)) {
         c.fn.name = e->name;
         e->backend->hc_pre(c);
@@ -532,10 +534,7 @@ void Forward::ffn_layer(const model::LayerWeights& L, const int32_t* tokens, int
         call.n_tok = c;
         call.clamp = clampv;
         call.out = &down_out_[static_cast<size_t>(at * d)];
-        for (const WeightRef* w : {&call.gate, &call.up, &call.down}) {
-            weight_bytes_ += w->row_bytes * static_cast<uint64_t>(w->rows);
-            weight_macs_ += static_cast<uint64_t>(w->rows) * static_cast<uint64_t>(w->cols) * static_cast<uint64_t>(c);
-        }
+        for (const WeightRef* w : {&call.gate, &call.up, &call.down}) count_product(w->row_bytes, w->rows, w->cols, c);
         if (const auto* ent = offload(call.gate.data, BackendOp::RoutedExperts, call.gate.type)) {
             call.gate.name = ent->name;
             ent->backend->routed_expert(call);

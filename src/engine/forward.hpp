@@ -110,6 +110,8 @@ private:
     int max_batch_;
     uint64_t weight_bytes_ = 0;
     uint64_t weight_macs_ = 0;
+    // One product's weight bytes (read once per batch) and multiply-adds.
+    void count_product(size_t row_bytes, int64_t rows, int64_t cols, int64_t n_tok);
     CpuScratch cpu_;
     std::vector<std::string> attn_norm_names_, ffn_norm_names_;
 
