@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
     if (threads.size() == 2 && threads[0] == threads[1]) threads.pop_back();
     try {
         if (!isa_name.empty()) kernels::set_active_isa(bench::isa_from_name(isa_name));
+        const int n_cpus = omp_get_num_procs();  // before pinning narrows this thread to one CPU
         if (pin) bench::pin_openmp_threads(*std::max_element(threads.begin(), threads.end()));
         std::vector<Shape> shapes;
         for (DType t : {DType::IQ2_XXS, DType::Q2_K, DType::Q4_K}) {
@@ -91,7 +92,7 @@ int main(int argc, char** argv) {
             shapes = keep;
         }
         std::printf("ISA %s, %d CPUs, load average %.2f at start\n", kernels::isa_name(kernels::active_isa()),
-                    omp_get_num_procs(), bench::load_average());
+                    n_cpus, bench::load_average());
         std::printf("\n%-8s %13s %4s %3s %10s %9s %10s %9s %9s %9s\n", "type", "cols->rows", "n", "thr", "kern ms",
                     "prep ms", "blas ms", "kern GOP", "blas GOP", "blas/kern");
         std::vector<Result> results;

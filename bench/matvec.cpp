@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
     if (threads.size() == 2 && threads[0] == threads[1]) threads.pop_back();
     try {
         if (!isa_name.empty()) kernels::set_active_isa(bench::isa_from_name(isa_name));
+        const int n_cpus = omp_get_num_procs();  // before pinning narrows this thread to one CPU
         if (pin) bench::pin_openmp_threads(*std::max_element(threads.begin(), threads.end()));
         std::vector<Shape> shapes = default_shapes();
         if (!types.empty()) {
@@ -104,7 +105,7 @@ int main(int argc, char** argv) {
         }
 
         std::printf("ISA %s, %d CPUs, load average %.2f at start\n", kernels::isa_name(kernels::active_isa()),
-                    omp_get_num_procs(), bench::load_average());
+                    n_cpus, bench::load_average());
         std::map<int, double> bw;
         for (int t : threads) {
             bw[t] = bench::read_bandwidth_gbs(t);
