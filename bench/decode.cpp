@@ -11,7 +11,11 @@
 // mix and thread count asked for and prints a table and CSV.
 //
 // usage: ds4-bench-decode [--layers N] [--mix q2,q4] [--threads 1,2] [--prefill N] [--decode N]
-//                         [--positions 1024,8192,32768] [--model-dir DIR] [--csv FILE] [--state-cache]
+//                         [--positions 1024,8192,32768] [--prefill-chunk 256] [--model-dir DIR] [--csv FILE]
+//                         [--state-cache]
+//
+// --prefill-chunk: tokens per forward pass of the prefill (SessionOptions::
+// prefill_chunk); larger chunks give each routed expert more tokens per call.
 //
 // --state-cache: the session state after each --positions prefill is saved
 // next to the model (Session::save) and loaded instead of prefilled on later
@@ -70,7 +74,7 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-    int layers = 4, prefill = 512, decode = 64;
+    int layers = 4, prefill = 512, decode = 64, prefill_chunk = 256;
     std::string mixes = "q2,q4", threads = "", positions = "", csv_path;
     bool state_cache = false;
     for (int i = 1; i < argc; ++i) {
@@ -88,6 +92,7 @@ int main(int argc, char** argv) {
         else if (a == "--prefill") prefill = std::atoi(next().c_str());
         else if (a == "--decode") decode = std::atoi(next().c_str());
         else if (a == "--positions") positions = next();
+        else if (a == "--prefill-chunk") prefill_chunk = std::atoi(next().c_str());
         else if (a == "--model-dir") setenv("DS4_BENCH_MODEL_DIR", next().c_str(), 1);
         else if (a == "--csv") csv_path = next();
         else if (a == "--state-cache") state_cache = true;
@@ -96,8 +101,8 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    if (layers < 1 || prefill < 1 || decode < 1) {
-        std::fprintf(stderr, "--layers, --prefill and --decode must be >= 1\n");
+    if (layers < 1 || prefill < 1 || decode < 1 || prefill_chunk < 1) {
+        std::fprintf(stderr, "--layers, --prefill, --decode and --prefill-chunk must be >= 1\n");
         return 2;
     }
     std::vector<int> thread_counts = threads.empty() ? std::vector<int>{1, omp_get_num_procs()} : parse_ints(threads);
@@ -127,7 +132,7 @@ int main(int argc, char** argv) {
                 for (int64_t start : starts) {
                     ds4::SessionOptions so;
                     so.context_size = start + decode + 1;
-                    so.prefill_chunk = 256;
+                    so.prefill_chunk = prefill_chunk;
                     so.checkpoint_interval = 0;
                     ds4::Session s(model, so);
                     const std::string snapshot =
