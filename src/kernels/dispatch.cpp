@@ -157,12 +157,13 @@ void Activations::quantize_rows(const float* x, int64_t begin, int64_t end) {
     if (begin < 0 || begin > end || end > n_tok_)
         fail(ErrorCode::InvalidArgument, "activation rows [%lld, %lld) of %lld", static_cast<long long>(begin),
              static_cast<long long>(end), static_cast<long long>(n_tok_));
+    const detail::KernelTable& k = table(active_isa());
     for (int64_t i = begin; i < end; ++i) {
         uint8_t* dst = buf_.data() + static_cast<size_t>(i) * row_bytes_;
         const float* src = x + i * cols_;
         switch (type_) {
-            case DType::Q8_0: quant::quantize_row_q8_0(src, reinterpret_cast<quant::BlockQ8_0*>(dst), cols_); break;
-            case DType::Q8_K: quant::quantize_row_q8_K(src, reinterpret_cast<quant::BlockQ8_K*>(dst), cols_); break;
+            case DType::Q8_0: k.quantize_q8_0(src, reinterpret_cast<quant::BlockQ8_0*>(dst), cols_); break;
+            case DType::Q8_K: k.quantize_q8_K(src, reinterpret_cast<quant::BlockQ8_K*>(dst), cols_); break;
             default: std::memcpy(dst, src, static_cast<size_t>(cols_) * sizeof(float)); break;
         }
     }

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "kernels/matmul.hpp"
+#include "quant/blocks.hpp"
 
 namespace ds4::kernels::detail {
 
@@ -29,6 +30,12 @@ using WeightedRowsF16Kernel = void (*)(const uint16_t* W, int64_t w_stride, int6
                                        int64_t p_stride, int64_t n_sets, float* out, int64_t out_stride,
                                        int64_t col_begin, int64_t col_end);
 
+// Activation quantizers: the same bytes as quant::quantize_row_q8_0 and
+// quant::quantize_row_q8_K (the scalar tables use those), for n a multiple of
+// the block size. On NaN or infinity they throw the scalar quantizer's error.
+using QuantizeQ8_0Kernel = void (*)(const float* x, quant::BlockQ8_0* y, int64_t n);
+using QuantizeQ8_KKernel = void (*)(const float* x, quant::BlockQ8_K* y, int64_t n);
+
 struct KernelTable {
     RowsKernel f32 = nullptr;
     RowsKernel f16 = nullptr;
@@ -38,6 +45,8 @@ struct KernelTable {
     RowsKernel q4_K = nullptr;
     RowsKernel iq2_xxs = nullptr;
     WeightedRowsF16Kernel weighted_rows_f16 = nullptr;
+    QuantizeQ8_0Kernel quantize_q8_0 = nullptr;
+    QuantizeQ8_KKernel quantize_q8_K = nullptr;
 };
 
 // Defined in matmul_scalar.cpp, matmul_avx2.cpp and matmul_avx512.cpp. The
@@ -45,5 +54,11 @@ struct KernelTable {
 const KernelTable& scalar_kernels();
 const KernelTable& avx2_kernels();
 const KernelTable& avx512_kernels();
+
+// Defined in quantize_avx2.cpp and quantize_avx512.cpp.
+void quantize_q8_0_avx2(const float* x, quant::BlockQ8_0* y, int64_t n);
+void quantize_q8_K_avx2(const float* x, quant::BlockQ8_K* y, int64_t n);
+void quantize_q8_0_avx512(const float* x, quant::BlockQ8_0* y, int64_t n);
+void quantize_q8_K_avx512(const float* x, quant::BlockQ8_K* y, int64_t n);
 
 }  // namespace ds4::kernels::detail

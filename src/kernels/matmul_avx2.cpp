@@ -259,6 +259,8 @@ const KernelTable& avx2_kernels() {
         k.q4_K = rows_kernel<BlockQ4_K, BlockQ8_K, dot_q4_K, kQK_K>;
         k.iq2_xxs = rows_kernel<BlockIQ2_XXS, BlockQ8_K, dot_iq2_xxs, kQK_K>;
         k.weighted_rows_f16 = weighted_rows_f16;
+        k.quantize_q8_0 = quantize_q8_0_avx2;
+        k.quantize_q8_K = quantize_q8_K_avx2;
         return k;
     }();
     return t;

@@ -27,25 +27,12 @@
 //          expanded to a 64-bit mask and applied to the activations (masked
 //          subtract), VPMADDUBSW, then VPDPWSSD with 2*scale+1.
 //  F32/F16/BF16 widened to f32 (VCVTPH2PS, shift for BF16) and FMA.
-// GCC 12's AVX-512 intrinsics initialise their "undefined" pass-through
-// operand with itself (GCC bug 105593, fixed in GCC 13), which -Wall reports
-// as maybe-uninitialized in every inlined caller. Silence that for the
-// intrinsics' own lines.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
-
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/avx512_intrinsics.hpp"
 #include "kernels/kernel_table.hpp"
 #include "kernels/simd_common.hpp"
 #include "quant/blocks.hpp"
@@ -925,6 +912,8 @@ const KernelTable& avx512_kernels() {
         .q4_K = q4_K_rows,
         .iq2_xxs = __builtin_cpu_supports("avx512vbmi") ? iq2_xxs_rows_vbmi : iq2_xxs_rows,
         .weighted_rows_f16 = weighted_rows_f16,
+        .quantize_q8_0 = quantize_q8_0_avx512,
+        .quantize_q8_K = quantize_q8_K_avx512,
     };
     return table;
 }

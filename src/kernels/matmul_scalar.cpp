@@ -8,6 +8,7 @@
 #include "kernels/kernel_table.hpp"
 #include "quant/blocks.hpp"
 #include "quant/iq2xxs_tables.hpp"
+#include "quant/quant.hpp"
 
 namespace ds4::kernels::detail {
 
@@ -157,6 +158,8 @@ const KernelTable& scalar_kernels() {
         k.q4_K = rows_kernel<BlockQ4_K, BlockQ8_K, dot_q4_K, kQK_K>;
         k.iq2_xxs = rows_kernel<BlockIQ2_XXS, BlockQ8_K, dot_iq2_xxs, kQK_K>;
         k.weighted_rows_f16 = weighted_rows_f16;
+        k.quantize_q8_0 = quant::quantize_row_q8_0;
+        k.quantize_q8_K = quant::quantize_row_q8_K;
         return k;
     }();
     return t;

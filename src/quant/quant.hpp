@@ -27,9 +27,11 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n, const floa
 
 // Activation quantizers used by the kernels (deterministic, match the engine
 // numerics of the spec, section 6.1):
-//  Q8_0: d = amax/127, q = round-half-away(x/d)  (per 32 values)
-//  Q8_K: scale = -127/max_signed, q = nearest(x*scale) clamped to 127, with
-//        bsums of every 16 quants (per 256 values)
+//  Q8_0: d = amax/127, q = nearest-even(x/d) in [-127, 127]  (per 32 values)
+//  Q8_K: scale = -127/max_signed, q = nearest-even(x*scale) in [-127, 127],
+//        with bsums of every 16 quants (per 256 values)
+// Both throw ds4::Error on NaN or infinity. The kernels' SIMD versions
+// (kernels/quantize_*.cpp) produce the same bytes.
 void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n);
 void quantize_row_q8_K(const float* x, BlockQ8_K* y, int64_t n);
 

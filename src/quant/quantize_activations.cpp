@@ -2,6 +2,7 @@
 // Q8_0 for Q8_0 weights, Q8_K for the K-quants and IQ2_XXS. The scale
 // conventions follow GGML's reference quantizers so that products match the
 // reference engine's CPU path.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -33,7 +34,9 @@ void check_finite(const char* what, const float* v, int n, float amax) {
 
 // Q8_0: d = amax / 127 (stored as f16), q = x / d rounded to nearest even
 // with the unrounded d, as the reference engine's CPU path does (spec 6.1:
-// lrintf(x / d)).
+// lrintf(x / d)). q stays within [-127, 127]: it can only leave that range
+// when d is subnormal (amax below about 1.5e-36), and the kernels negate
+// activation quants, which -128 would not survive.
 void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
     check_multiple("quantize_row_q8_0", n, kQK8_0);
     for (int64_t i = 0; i < n / kQK8_0; ++i) {
@@ -44,13 +47,17 @@ void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
         const float d = amax / 127.0f;
         y[i].d = f32_to_f16(d);
         for (int j = 0; j < kQK8_0; ++j)
-            y[i].qs[j] = d != 0.0f ? static_cast<int8_t>(std::nearbyint(v[j] / d)) : int8_t{0};
+            y[i].qs[j] = d != 0.0f ? static_cast<int8_t>(std::clamp(std::nearbyint(v[j] / d), -127.0f, 127.0f))
+                                   : int8_t{0};
     }
 }
 
 // Q8_K: the value of largest magnitude (with its sign) maps to -127, i.e.
-// scale = -127 / max, q = nearest(x * scale) clamped to 127, d = 1 / scale,
-// plus the sums of every 16 quants (used by the K-quant minimums).
+// scale = -127 / max, q = nearest(x * scale) clamped to [-127, 127] (with a
+// finite scale only 127 can be exceeded, by rounding), d = 1 / scale, plus the
+// sums of every 16 quants (used by the K-quant minimums). A block whose
+// largest magnitude is so small that -127 / max overflows (below about
+// 3.7e-37) is stored as zeros, like an all-zero block.
 void quantize_row_q8_K(const float* x, BlockQ8_K* y, int64_t n) {
     check_multiple("quantize_row_q8_K", n, kQK_K);
     for (int64_t i = 0; i < n / kQK_K; ++i) {
@@ -65,17 +72,15 @@ void quantize_row_q8_K(const float* x, BlockQ8_K* y, int64_t n) {
         }
         check_finite("quantize_row_q8_K", v, kQK_K, amax);
         BlockQ8_K& b = y[i];
-        if (amax == 0.0f) {
+        const float iscale = amax != 0.0f ? -127.0f / max : 0.0f;
+        if (!std::isfinite(iscale) || iscale == 0.0f) {
             b.d = 0.0f;
             std::memset(b.qs, 0, sizeof(b.qs));
             std::memset(b.bsums, 0, sizeof(b.bsums));
             continue;
         }
-        const float iscale = -127.0f / max;
-        for (int j = 0; j < kQK_K; ++j) {
-            const int q = static_cast<int>(std::nearbyint(iscale * v[j]));
-            b.qs[j] = static_cast<int8_t>(q > 127 ? 127 : q);
-        }
+        for (int j = 0; j < kQK_K; ++j)
+            b.qs[j] = static_cast<int8_t>(std::clamp(std::nearbyint(iscale * v[j]), -127.0f, 127.0f));
         for (int g = 0; g < kQK_K / 16; ++g) {
             int s = 0;
             for (int j = 0; j < 16; ++j) s += b.qs[16 * g + j];

@@ -262,10 +262,95 @@ TEST(Kernels, ActivationQuantizersKnownAnswers) {
     EXPECT_EQ(k.d, 0.0f);
     for (int16_t s : k.bsums) EXPECT_EQ(s, 0);
 
+    // A subnormal scale: 2e-43 / 127 rounds to the smallest subnormal, so
+    // x / d would be 143; the quants stay within [-127, 127].
+    std::vector<float> tiny(32, 0.0f);
+    tiny[0] = 2e-43f;
+    tiny[1] = -2e-43f;
+    tiny[2] = 1.4e-45f;
+    BlockQ8_0 bt;
+    quantize_row_q8_0(tiny.data(), &bt, 32);
+    EXPECT_EQ(bt.qs[0], 127);
+    EXPECT_EQ(bt.qs[1], -127);
+    EXPECT_EQ(bt.qs[2], 1);
+    // Q8_K: -127 / 1e-39 overflows, so the block is stored as zeros.
+    std::vector<float> tinyk(256, 1e-39f);
+    quantize_row_q8_K(tinyk.data(), &k, 256);
+    EXPECT_EQ(k.d, 0.0f);
+    for (int8_t q : k.qs) EXPECT_EQ(q, 0);
+
     x[5] = std::nanf("");
     EXPECT_THROW(quantize_row_q8_0(x.data(), &b, 32), Error);
     v[7] = INFINITY;
     EXPECT_THROW(quantize_row_q8_K(v.data(), &k, 256), Error);
+}
+
+// Inputs that exercise every branch of the activation quantizers: blocks of
+// normal values at scales from 1e-30 to 1e30, exact rounding ties, the largest
+// magnitude present with both signs, zeros, negative zeros, subnormals (also
+// with a subnormal Q8_0 scale), values near FLT_MAX and one-hot blocks.
+std::vector<float> quantizer_inputs(int64_t n, std::mt19937_64& rng) {
+    std::vector<float> x = random_x(n, rng);
+    std::uniform_int_distribution<int> pick(0, 10), exp10(-30, 30), pos(0, 255);
+    for (int64_t b = 0; b < n / 256; ++b) {
+        float* v = x.data() + b * 256;
+        switch (pick(rng)) {
+            case 0: for (int j = 0; j < 256; ++j) v[j] *= std::pow(10.0f, static_cast<float>(exp10(rng))); break;
+            case 1:  // halves of the Q8_0 step (amax 127): every value a tie or an integer
+                for (int j = 0; j < 256; ++j) v[j] = static_cast<float>(static_cast<int>(v[j] * 40.0f)) * 0.5f;
+                for (int j = 0; j < 256; j += 32) v[j] = 127.0f;
+                break;
+            case 2: {  // the largest magnitude twice, with opposite signs, first one negative or positive
+                const float m = 10.0f * (pick(rng) < 5 ? 1.0f : -1.0f);
+                const int p1 = pos(rng), p2 = pos(rng);
+                v[p1] = m;
+                v[p2] = -m;
+                break;
+            }
+            case 3: for (int j = 0; j < 256; ++j) v[j] = (j % 3 == 0) ? -0.0f : 0.0f; break;
+            case 4: for (int j = 0; j < 256; ++j) v[j] *= 1e-40f; break;  // subnormal
+            case 5: for (int j = 0; j < 256; ++j) v[j] *= 3e37f; break;   // up to about FLT_MAX / 4
+            case 6: for (int j = 0; j < 256; ++j) v[j] = 0.0f; v[pos(rng)] = -0.75f; break;
+            case 7:  // Q8_0 scale 2e-43 / 127 rounds to one subnormal step: x / d reaches 143, clamped
+                for (int j = 0; j < 256; ++j) v[j] = (j % 32 == 0) ? 2e-43f : v[j] * 6e-44f;
+                break;
+            default: break;
+        }
+    }
+    return x;
+}
+
+TEST(Kernels, ActivationQuantizersMatchScalarBitForBit) {
+    REQUIRE_ISA();
+    const Isa mine = active_isa();
+    std::mt19937_64 rng(11);
+    const int64_t n_tok = 8, cols = 4096;
+    const auto x = quantizer_inputs(n_tok * cols, rng);
+    for (DType weight : {DType::Q8_0, DType::Q4_K}) {  // Q8_0 and Q8_K activations
+        Activations simd, scalar;
+        simd.prepare(weight, x.data(), n_tok, cols);
+        set_active_isa(Isa::Scalar);
+        scalar.prepare(weight, x.data(), n_tok, cols);
+        set_active_isa(mine);
+        for (int64_t t = 0; t < n_tok; ++t)
+            for (size_t i = 0; i < simd.row_bytes(); ++i)
+                ASSERT_EQ(simd.row(t)[i], scalar.row(t)[i])
+                    << dtype_name(simd.type()) << " token " << t << " byte " << i << " (" << isa_name(mine) << ")";
+    }
+    // NaN and infinity are refused by every ISA, with the scalar message.
+    for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+        auto y = x;
+        y[static_cast<size_t>(cols + 777)] = bad;
+        for (DType weight : {DType::Q8_0, DType::Q2_K}) {
+            Activations a;
+            try {
+                a.prepare(weight, y.data(), n_tok, cols);
+                FAIL() << "no error for " << bad << " with " << dtype_name(weight) << " weights";
+            } catch (const Error& e) {
+                EXPECT_NE(std::string(e.what()).find("NaN or infinity"), std::string::npos) << e.what();
+            }
+        }
+    }
 }
 
 TEST(Kernels, ShapeAndTypeErrors) {
