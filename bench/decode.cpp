@@ -38,27 +38,12 @@
 #include "bandwidth.hpp"
 #include "compute_peak.hpp"
 #include "bench_models.hpp"
+#include "list_options.hpp"
 #include "ds4/model.hpp"
 #include "ds4/model_generator.hpp"
 #include "ds4/session.hpp"
 
 namespace {
-
-std::vector<int> parse_ints(const std::string& s) {
-    std::vector<int> v;
-    std::stringstream ss(s);
-    for (std::string x; std::getline(ss, x, ',');)
-        if (!x.empty()) v.push_back(std::atoi(x.c_str()));
-    return v;
-}
-
-std::vector<std::string> parse_list(const std::string& s) {
-    std::vector<std::string> v;
-    std::stringstream ss(s);
-    for (std::string x; std::getline(ss, x, ',');)
-        if (!x.empty()) v.push_back(x);
-    return v;
-}
 
 struct Row {
     std::string mix;
@@ -105,7 +90,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "--layers, --prefill, --decode and --prefill-chunk must be >= 1\n");
         return 2;
     }
-    std::vector<int> thread_counts = threads.empty() ? std::vector<int>{1, omp_get_num_procs()} : parse_ints(threads);
+    std::vector<int> thread_counts = threads.empty() ? std::vector<int>{1, omp_get_num_procs()} : ds4::bench::split_ints(threads);
     if (thread_counts.size() == 2 && thread_counts[0] == thread_counts[1]) thread_counts.pop_back();
 
     try {
@@ -118,7 +103,7 @@ int main(int argc, char** argv) {
             std::printf("compute peak (%d threads): f32 FMA (%s) %.1f GMAC/s, int8 VPDPBUSD %.1f GMAC/s\n", nt,
                         peaks.back().fma_isa, peaks.back().fma_gmacs, peaks.back().int8_gmacs);
         }
-        for (const std::string& mix : parse_list(mixes)) {
+        for (const std::string& mix : ds4::bench::split_list(mixes)) {
             const std::string path = ds4::bench::full_width_model(layers, mix);
             for (size_t ti = 0; ti < thread_counts.size(); ++ti) {
                 const int nt = thread_counts[ti];
@@ -128,7 +113,7 @@ int main(int argc, char** argv) {
                 auto model = ds4::Model::load(path, mo);
                 const auto& cfg = model->config();
                 std::vector<int64_t> starts = {prefill};
-                for (int p : parse_ints(positions)) starts.push_back(p);
+                for (int p : ds4::bench::split_ints(positions)) starts.push_back(p);
                 for (int64_t start : starts) {
                     ds4::SessionOptions so;
                     so.context_size = start + decode + 1;

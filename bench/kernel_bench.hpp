@@ -15,11 +15,11 @@
 #include <cstring>
 #include <memory>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/half.hpp"
+#include "list_options.hpp"
 #include "ds4/dtype.hpp"
 #include "kernels/matmul.hpp"
 #include "quant/blocks.hpp"
@@ -27,30 +27,12 @@
 
 namespace ds4::bench {
 
-inline std::vector<std::string> split_list(const std::string& s) {
-    std::vector<std::string> out;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty()) out.push_back(item);
-    return out;
-}
-
-inline std::vector<int> split_ints(const std::string& s) {
-    std::vector<int> out;
-    for (const auto& v : split_list(s)) out.push_back(std::atoi(v.c_str()));
-    return out;
-}
-
+// A weight type the matrix kernels support, by name (any case); exits otherwise.
 inline DType dtype_from_name(const std::string& name) {
-    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q2_K, DType::Q4_K, DType::IQ2_XXS}) {
-        std::string n(dtype_name(t));
-        std::string a = name;
-        for (auto& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        for (auto& c : a) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        if (n == a) return t;
-    }
-    std::fprintf(stderr, "unknown type %s\n", name.c_str());
+    const auto t = ds4::dtype_from_name(name);
+    for (DType k : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q2_K, DType::Q4_K, DType::IQ2_XXS})
+        if (t == k) return k;
+    std::fprintf(stderr, "unknown type %s (f32, f16, bf16, q8_0, q2_k, q4_k, iq2_xxs)\n", name.c_str());
     std::exit(2);
 }
 

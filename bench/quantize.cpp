@@ -9,11 +9,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "ds4/dtype.hpp"
+#include "list_options.hpp"
 #include "quant/quant.hpp"
 
 int main(int argc, char** argv) {
@@ -35,9 +35,7 @@ int main(int argc, char** argv) {
     for (float& v : x) v = g(rng);
 
     std::printf("type      MB f32 in    seconds    MB/s\n");
-    std::stringstream ss(types);
-    std::string name;
-    while (std::getline(ss, name, ',')) {
+    for (const std::string& name : ds4::bench::split_list(types)) {
         const auto t = ds4::dtype_from_name(name);
         if (!t) {
             std::fprintf(stderr, "unknown type %s\n", name.c_str());
