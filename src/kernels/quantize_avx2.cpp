@@ -114,9 +114,7 @@ void quantize_q8_K_avx2(const float* x, quant::BlockQ8_K* y, int64_t n) {
             iscale = hit ? -127.0f / v[8 * k + __builtin_ctz(static_cast<unsigned>(hit))] : 0.0f;  // always hit
         }
         if (!std::isfinite(iscale) || iscale == 0.0f) {
-            b.d = 0.0f;
-            std::memset(b.qs, 0, sizeof(b.qs));
-            std::memset(b.bsums, 0, sizeof(b.bsums));
+            b = {};  // d, quants and sums 0
             continue;
         }
         const __m256 vs = _mm256_set1_ps(iscale);

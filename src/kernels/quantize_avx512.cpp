@@ -89,9 +89,7 @@ void quantize_q8_K_avx512(const float* x, quant::BlockQ8_K* y, int64_t n) {
             iscale = hit ? -127.0f / v[16 * k + __builtin_ctz(hit)] : 0.0f;  // always hit: amax is some |v|
         }
         if (!std::isfinite(iscale) || iscale == 0.0f) {
-            b.d = 0.0f;
-            std::memset(b.qs, 0, sizeof(b.qs));
-            std::memset(b.bsums, 0, sizeof(b.bsums));
+            b = {};  // d, quants and sums 0
             continue;
         }
         const __m512 vs = _mm512_set1_ps(iscale);

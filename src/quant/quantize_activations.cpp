@@ -74,9 +74,7 @@ void quantize_row_q8_K(const float* x, BlockQ8_K* y, int64_t n) {
         BlockQ8_K& b = y[i];
         const float iscale = amax != 0.0f ? -127.0f / max : 0.0f;
         if (!std::isfinite(iscale) || iscale == 0.0f) {
-            b.d = 0.0f;
-            std::memset(b.qs, 0, sizeof(b.qs));
-            std::memset(b.bsums, 0, sizeof(b.bsums));
+            b = {};  // d, quants and sums 0
             continue;
         }
         for (int j = 0; j < kQK_K; ++j)
