@@ -151,7 +151,27 @@ void Activations::shape(DType weight_type, int64_t n_tok, int64_t cols) {
     row_bytes_ = quant::row_bytes(t, cols);
     const size_t need = row_bytes_ * static_cast<size_t>(n_tok);
     if (buf_.size() < need) buf_.resize(need);
+    grouped_row_bytes_ = t == DType::Q8_K ? static_cast<size_t>(cols / quant::kQK_K) * (quant::kQK_K + sizeof(float)) : 0;
+    const size_t need_grouped = grouped_row_bytes_ * static_cast<size_t>(n_tok);
+    if (grouped_.size() < need_grouped) grouped_.resize(need_grouped);
 }
+
+namespace {
+
+// Q8_K quants in the grouped order of Activations::q8_K_grouped_row, then
+// the blocks' scales.
+void group_q8_K_quants(const quant::BlockQ8_K* blocks, int64_t n_blocks, uint8_t* out) {
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        const int8_t* q = blocks[b].qs;
+        uint8_t* o = out + b * quant::kQK_K;
+        for (int j = 0; j < 4; ++j)
+            for (int s = 0; s < 8; ++s) std::memcpy(o + 64 * j + 8 * s, q + 32 * s + 8 * j, 8);
+        std::memcpy(out + n_blocks * quant::kQK_K + b * static_cast<int64_t>(sizeof(float)), &blocks[b].d,
+                    sizeof(float));
+    }
+}
+
+}  // namespace
 
 void Activations::quantize_rows(const float* x, int64_t begin, int64_t end) {
     if (begin < 0 || begin > end || end > n_tok_)
@@ -163,7 +183,11 @@ void Activations::quantize_rows(const float* x, int64_t begin, int64_t end) {
         const float* src = x + i * cols_;
         switch (type_) {
             case DType::Q8_0: k.quantize_q8_0(src, reinterpret_cast<quant::BlockQ8_0*>(dst), cols_); break;
-            case DType::Q8_K: k.quantize_q8_K(src, reinterpret_cast<quant::BlockQ8_K*>(dst), cols_); break;
+            case DType::Q8_K:
+                k.quantize_q8_K(src, reinterpret_cast<quant::BlockQ8_K*>(dst), cols_);
+                group_q8_K_quants(reinterpret_cast<const quant::BlockQ8_K*>(dst), cols_ / quant::kQK_K,
+                                  grouped_.data() + static_cast<size_t>(i) * grouped_row_bytes_);
+                break;
             default: std::memcpy(dst, src, static_cast<size_t>(cols_) * sizeof(float)); break;
         }
     }

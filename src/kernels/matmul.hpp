@@ -68,11 +68,25 @@ public:
     const uint8_t* row(int64_t t) const { return buf_.data() + static_cast<size_t>(t) * row_bytes_; }
     const float* f32_row(int64_t t) const { return reinterpret_cast<const float*>(row(t)); }
 
+    // Q8_K only: the quants of row t once more, regrouped per super-block so
+    // that byte 64 j + 8 s + e holds quant 32 s + 8 j + e (j < 4, s < 8, e <
+    // 8): 64-byte piece j holds the j-th group of eight values of each of the
+    // eight 32-value sub-blocks. Kernels whose weights carry one code per
+    // group of eight (IQ2_XXS) read these so that a sub-block's groups stay
+    // in one 64-bit lane. 256 bytes per super-block, then the super-blocks'
+    // scales d as floats (so that a tile of tokens reads no more bytes than
+    // from row(t), whose sums it does not need).
+    const int8_t* q8_K_grouped_row(int64_t t) const {
+        return reinterpret_cast<const int8_t*>(grouped_.data()) + static_cast<size_t>(t) * grouped_row_bytes_;
+    }
+
 private:
     DType type_ = DType::F32;
     int64_t n_tok_ = 0, cols_ = 0;
     size_t row_bytes_ = 0;
+    size_t grouped_row_bytes_ = 0;
     std::vector<uint8_t, std::allocator<uint8_t>> buf_;
+    std::vector<uint8_t, std::allocator<uint8_t>> grouped_;
 };
 
 // y[t * y_stride + r] = sum_c W[r][c] * x[t][c]  for t < x.n_tok(), r in [row_begin, row_end).

@@ -105,6 +105,7 @@ template <int NR, int NT>
 struct TilePtrs {
     const uint8_t* w[NR];
     const uint8_t* x[NT];
+    const int8_t* xg[NT];           // Q8_K activations: their quants in grouped order
     const uint8_t* next = nullptr;  // the next tile's first row, when the linear scheme applies
 
     // Prefetch for the point where every row of the tile has been read up to
@@ -132,6 +133,7 @@ inline void run_tile(const Matrix& W, const Activations& x, int64_t r0, int64_t 
     TilePtrs<NR, NT> p;
     for (int r = 0; r < NR; ++r) p.w[r] = static_cast<const uint8_t*>(W.data) + (r0 + r) * W.row_bytes;
     for (int t = 0; t < NT; ++t) p.x[t] = x.row(t0 + t);
+    for (int t = 0; t < NT; ++t) p.xg[t] = x.type() == DType::Q8_K ? x.q8_K_grouped_row(t0 + t) : nullptr;
     if (NR * static_cast<int64_t>(W.row_bytes) <= kLinearTileBytes)
         p.next = static_cast<const uint8_t*>(W.data) + (r0 + NR) * W.row_bytes;
     Out oo = o;
@@ -680,20 +682,29 @@ struct IQ2XXSKernel {
 };
 
 // ---------------------------------------------------------------------------
-// IQ2_XXS with AVX512_VBMI (byte permutes and VPMULTISHIFTQB), chosen at run
-// time when the CPU has it (Ice Lake and Zen 4 onwards). Same arithmetic as
-// IQ2XXSKernel, fewer instructions per super-block:
-//  - signs: the 7-bit groups are cut out with one VPMULTISHIFTQB and mapped
-//    to sign bytes through the 128-entry sign table (VPERMT2B), which gives
-//    the 64-bit pair masks directly;
-//  - grid: the low and high bytes of the 16-bit codes come from two byte
-//    tables (VPERMT2B, 128 entries per register pair); a pair's codes are
-//    placed one per 64-bit lane (VPERMT2B), their 2-bit digits cut out
-//    (VPMULTISHIFTQB) and mapped to magnitudes (VPERMB).
+// IQ2_XXS with AVX512_VBMI and AVX512_BITALG (byte permutes, VPMULTISHIFTQB,
+// VPSHUFBITQMB), chosen at run time when the CPU has both (Ice Lake and Zen 4
+// onwards). It reads the
+// activations in their grouped order (Activations::q8_K_grouped_row: 64-bit
+// lane s of the j-th 64-byte piece of a super-block holds the j-th group of
+// eight values of sub-block s) and decodes the weights into the same shape,
+// so that no per-piece permute places codes or spreads scales:
+//  - codes: the 32 grid indices of each super-block look up the low and high
+//    bytes of their 16-bit codes (VPERMT2B, 128 entries per register pair),
+//    interleaved (VPUNPCKLBW/HBW) so that 64-bit lane s holds the four codes
+//    of sub-block s; piece j cuts the eight 2-bit digits of code j out of
+//    every lane (VPMULTISHIFTQB) and maps them to magnitudes (VPERMB);
+//  - signs: the 7-bit groups are cut out (VPMULTISHIFTQB) and mapped to sign
+//    bytes with their parity bit (VPERMT2B), 64-bit lane s holding those of
+//    sub-block s; piece j picks its 64 sign bits from them (VPSHUFBITQMB)
+//    into a mask, applied to the activations by a masked subtract;
+//  - products: one VPDPBUSD per piece into an int32 accumulator whose lanes
+//    2s and 2s+1 belong to sub-block s, then one multiply by 2 * scale + 1
+//    per super-block and token.
 
-#define DS4_VBMI __attribute__((target("avx512vbmi")))
+#define DS4_VBMI __attribute__((target("avx512vbmi,avx512bitalg")))
 
-// Plain layout: digit of element j at bits 2j, 2j+1.
+// Digit of element e at bits 2e, 2e+1 of a 16-bit code.
 constexpr std::array<uint8_t, 512> make_iq2_code_bytes() {
     std::array<uint8_t, 512> out{};  // [0, 256): low bytes, [256, 512): high bytes
     for (int i = 0; i < 256; ++i) {
@@ -713,13 +724,15 @@ alignas(64) constexpr std::array<uint8_t, 512> kIq2CodeBytes = make_iq2_code_byt
 alignas(64) constexpr std::array<uint8_t, 128> kIq2SignBytes = quant::kIq2Signs;
 
 struct IQ2VbmiConsts {
-    __m512i lo[4], hi[4];  // code bytes for indices 0..63, 64..127, 128..191, 192..255
-    __m512i signs[2];      // sign table, entries 0..63 and 64..127
-    __m512i mag;           // 6-bit index -> magnitude of its low 2 bits
-    __m512i cut_signs;     // VPMULTISHIFTQB control: bits 0,7,14,21,32,39,46,53
-    __m512i cut_digits;    // VPMULTISHIFTQB control: bits 0,2,..,14
-    __m512i place[8];      // pair P: code 8P+k' (low, high byte) into bytes 8k', 8k'+1
-    __m512i scale[8];      // pair P: u16 lanes 0..15 <- u16 2*(2P'), 16..31 <- 2*(2P'+1) (+16 for b)
+    __m512i lo[4], hi[4];    // code bytes for indices 0..63, 64..127, 128..191, 192..255
+    __m512i signs[2];        // sign table, entries 0..63 and 64..127
+    __m512i mag;             // 6-bit index -> magnitude of its low 2 bits
+    __m512i index_words;     // VPERMT2D: u32 slot 4m + r <- index word of sub-block 2m + r % 2 of a (r < 2) or b
+    __m512i sign_words;      // VPERMT2D: u32 slot 2s <- sign word of sub-block s of a, 2s + 1 <- of b
+    __m512i cut_signs;       // VPMULTISHIFTQB: bits 0, 7, 14, 21 of both u32 halves -> bytes
+    __m512i pick_signs;      // VPSHUFBITQMB: bits 0..7 (piece j of a: + 8 j, of b: + 32 + 8 j)
+    __m512i cut_digits;      // VPMULTISHIFTQB: bits 2 e -> byte e (piece j: + 16 j)
+    __m512i step8, step16;   // 8 or 16 in every byte
     DS4_VBMI IQ2VbmiConsts() {
         for (int i = 0; i < 4; ++i) {
             lo[i] = _mm512_load_si512(kIq2CodeBytes.data() + 64 * i);
@@ -730,48 +743,58 @@ struct IQ2VbmiConsts {
         alignas(64) uint8_t b[64];
         for (int n = 0; n < 64; ++n) b[n] = (n & 3) == 0 ? 8 : (n & 3) == 1 ? 25 : (n & 3) == 2 ? 43 : 0;
         mag = _mm512_load_si512(b);
-        cut_signs = _mm512_set1_epi64(0x352e2720150e0700ll);
-        cut_digits = _mm512_set1_epi64(0x0e0c0a0806040200ll);
-        for (int P = 0; P < 8; ++P) {
-            for (int n = 0; n < 64; ++n) {
-                const int k = n / 8, byte = n % 8;
-                b[n] = static_cast<uint8_t>(byte == 0 ? 8 * P + k : byte == 1 ? 64 + 8 * P + k : 0);
-            }
-            place[P] = _mm512_load_si512(b);
-            alignas(64) uint16_t w[32];
-            const int base = (P / 4) * 16 + 2 * (2 * (P % 4));
-            for (int l = 0; l < 32; ++l) w[l] = static_cast<uint16_t>(l < 16 ? base : base + 2);
-            scale[P] = _mm512_load_si512(w);
+        alignas(64) uint32_t w[16];
+        for (int p = 0; p < 16; ++p) {
+            const int m = p / 4, r = p % 4;
+            w[p] = static_cast<uint32_t>(r < 2 ? 2 * (2 * m + r) : 16 + 2 * (2 * m + r - 2));
         }
+        index_words = _mm512_load_si512(w);
+        for (int l = 0; l < 16; ++l) w[l] = static_cast<uint32_t>((l % 2 == 0 ? 0 : 16) + 2 * (l / 2) + 1);
+        sign_words = _mm512_load_si512(w);
+        cut_signs = _mm512_set1_epi64(0x352e2720150e0700ll);
+        // After the cut and the table, lane s holds the sign bytes of a's
+        // groups 0..3 and then of b's.
+        pick_signs = _mm512_set1_epi64(0x0706050403020100ll);
+        cut_digits = _mm512_set1_epi64(0x0e0c0a0806040200ll);
+        step8 = _mm512_set1_epi8(8);
+        step16 = _mm512_set1_epi8(16);
     }
 };
 
-// Both super-blocks: 64 sign masks, 64 codes (low/high bytes) and scales.
-struct IQ2VbmiPair {
-    __m512i lo, hi;  // code bytes: a's 32 codes then b's
-    __m512i sc;      // 2*scale+1: u32 lanes 0..7 a's sub-blocks, 8..15 b's
-    float da, db;
+// One decoded super-block.
+struct IQ2VbmiBlock {
+    __m512i codes;  // 64-bit lane s: the four 16-bit codes of sub-block s
+    __m512i scale;  // u32 lanes 2s, 2s+1: 2 * scale + 1 of sub-block s
+    float d;
 };
 
+// 2 * scale + 1 of sub-block s into u32 lanes 2s and 2s+1 (the scale is in
+// bits 28..31 of the odd u32 lanes of qs).
+DS4_VBMI inline __m512i iq2_vbmi_scales(__m512i q) {
+    const __m512i odd = _mm512_ternarylogic_epi32(_mm512_srli_epi32(q, 27), _mm512_set1_epi32(0x1e),
+                                                  _mm512_set1_epi32(1), 0xea);  // (A & B) | C
+    return _mm512_shuffle_epi32(odd, _MM_PERM_DDBB);
+}
+
+// Decodes super-blocks a and b (b may equal a); the sign masks of their
+// pieces are picked from `sign_bytes` (see IQ2VbmiConsts::pick_signs).
 DS4_VBMI inline void iq2_vbmi_decode2(const BlockIQ2_XXS* a, const BlockIQ2_XXS* b, const IQ2VbmiConsts& c,
-                                      IQ2VbmiPair& out, uint64_t* signs) {
+                                      IQ2VbmiBlock& da, IQ2VbmiBlock& db, __m512i& sign_bytes) {
     const __m512i va = loadu512(a->qs), vb = loadu512(b->qs);
-    const __m512i aw = _mm512_permutex2var_epi32(
-        va, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), vb);
-    const __m512i iw = _mm512_permutex2var_epi32(
-        va, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), vb);
-    // 64-bit lane = sign words of sub-blocks 2k, 2k+1 -> eight 7-bit groups -> eight sign bytes.
-    const __m512i groups = _mm512_multishift_epi64_epi8(c.cut_signs, aw);
-    _mm512_store_si512(signs, _mm512_permutex2var_epi8(c.signs[0], groups, c.signs[1]));
+    const __m512i groups = _mm512_multishift_epi64_epi8(c.cut_signs, _mm512_permutex2var_epi32(va, c.sign_words, vb));
+    sign_bytes = _mm512_permutex2var_epi8(c.signs[0], groups, c.signs[1]);
+    const __m512i iw = _mm512_permutex2var_epi32(va, c.index_words, vb);
     const __mmask64 high = _mm512_movepi8_mask(iw);
-    out.lo = _mm512_mask_blend_epi8(high, _mm512_permutex2var_epi8(c.lo[0], iw, c.lo[1]),
-                                    _mm512_permutex2var_epi8(c.lo[2], iw, c.lo[3]));
-    out.hi = _mm512_mask_blend_epi8(high, _mm512_permutex2var_epi8(c.hi[0], iw, c.hi[1]),
-                                    _mm512_permutex2var_epi8(c.hi[2], iw, c.hi[3]));
-    out.sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(aw, 27), _mm512_set1_epi32(0x1e)),
-                             _mm512_set1_epi32(1));
-    out.da = half_to_float(load_scalar<uint16_t>(&a->d));
-    out.db = half_to_float(load_scalar<uint16_t>(&b->d));
+    const __m512i lo = _mm512_mask_blend_epi8(high, _mm512_permutex2var_epi8(c.lo[0], iw, c.lo[1]),
+                                              _mm512_permutex2var_epi8(c.lo[2], iw, c.lo[3]));
+    const __m512i hi = _mm512_mask_blend_epi8(high, _mm512_permutex2var_epi8(c.hi[0], iw, c.hi[1]),
+                                              _mm512_permutex2var_epi8(c.hi[2], iw, c.hi[3]));
+    da.codes = _mm512_unpacklo_epi8(lo, hi);
+    db.codes = _mm512_unpackhi_epi8(lo, hi);
+    da.scale = iq2_vbmi_scales(va);
+    db.scale = iq2_vbmi_scales(vb);
+    da.d = half_to_float(load_scalar<uint16_t>(&a->d));
+    db.d = half_to_float(load_scalar<uint16_t>(&b->d));
 }
 
 struct IQ2XXSVbmiKernel {
@@ -779,28 +802,34 @@ struct IQ2XXSVbmiKernel {
     static constexpr int kBatchRows = 1;
     static constexpr int kBatchToks = 8;
 
-    // Super-block i (half h of the decoded pair) for every token of the tile.
+    // Super-block i for every token of the tile: acc += (sum_s (2 scale_s + 1)
+    // * dot_s) * d * dx / 8, lane-wise.
     template <int NT>
-    DS4_VBMI static inline void block(const IQ2VbmiPair& dp, int h, float d, const uint64_t* signs,
-                                      const IQ2VbmiConsts& c, const BlockQ8_K* const* x, int64_t i,
+    DS4_VBMI static inline void block(const IQ2VbmiBlock& blk, __m512i sign_bytes, int h, const IQ2VbmiConsts& c,
+                                      const int8_t* const* xg, const float* const* xd, int64_t i,
                                       __m512 (&acc)[NT]) {
         __m512i s[NT];
         for (int t = 0; t < NT; ++t) s[t] = _mm512_setzero_si512();
+        // The controls of piece j are stepped from those of piece 0 (fewer
+        // registers held for the tile).
+        __m512i cut = c.cut_digits;
+        __m512i pick = h == 0 ? c.pick_signs : _mm512_add_epi8(c.pick_signs, _mm512_set1_epi8(32));
         for (int j = 0; j < 4; ++j) {
-            const int P = 4 * h + j;
-            const __m512i code = _mm512_permutex2var_epi8(dp.lo, c.place[P], dp.hi);
-            const __m512i g = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(c.cut_digits, code), c.mag);
-            const __m512i sc = _mm512_permutexvar_epi16(c.scale[P], dp.sc);
-            const __mmask64 neg = _cvtu64_mask64(signs[P]);
+            if (j > 0) {
+                cut = _mm512_add_epi8(cut, c.step16);
+                pick = _mm512_add_epi8(pick, c.step8);
+            }
+            const __m512i g = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(cut, blk.codes), c.mag);
+            const __mmask64 neg = _mm512_bitshuffle_epi64_mask(sign_bytes, pick);
             for (int t = 0; t < NT; ++t) {
-                const __m512i xq = loadu512(x[t][i].qs + 64 * j);
-                const __m512i xs = _mm512_mask_sub_epi8(xq, neg, _mm512_setzero_si512(), xq);
-                s[t] = _mm512_dpwssd_epi32(s[t], _mm512_maddubs_epi16(g, xs), sc);
+                const __m512i xq = loadu512(xg[t] + i * kQK_K + 64 * j);
+                s[t] = _mm512_dpbusd_epi32(s[t], g, _mm512_mask_sub_epi8(xq, neg, _mm512_setzero_si512(), xq));
             }
         }
         for (int t = 0; t < NT; ++t) {
-            const float dx = load_scalar<float>(&x[t][i].d);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_set1_ps(d * dx * 0.125f), acc[t]);
+            const float dx = load_scalar<float>(xd[t] + i);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(s[t], blk.scale)),
+                                     _mm512_set1_ps(blk.d * dx * 0.125f), acc[t]);
         }
     }
 
@@ -809,24 +838,25 @@ struct IQ2XXSVbmiKernel {
         static_assert(NR == 1);
         const int64_t nb = cols / kQK_K;
         const BlockIQ2_XXS* w = reinterpret_cast<const BlockIQ2_XXS*>(p.w[0]);
-        const BlockQ8_K* x[NT];
-        for (int t = 0; t < NT; ++t) x[t] = reinterpret_cast<const BlockQ8_K*>(p.x[t]);
+        const float* xd[NT];  // the activations' scales, after their grouped quants
+        for (int t = 0; t < NT; ++t) xd[t] = reinterpret_cast<const float*>(p.xg[t] + nb * kQK_K);
         const IQ2VbmiConsts c;
         __m512 acc[NT];
         for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-        alignas(64) uint64_t signs[8];
         int64_t i = 0;
         for (; i + 2 <= nb; i += 2) {
-            IQ2VbmiPair dp;
+            IQ2VbmiBlock a, b;
+            __m512i signs;
             p.template prefetch<4096>(i * static_cast<int64_t>(sizeof(BlockIQ2_XXS)), 2 * sizeof(BlockIQ2_XXS));
-            iq2_vbmi_decode2(w + i, w + i + 1, c, dp, signs);
-            block<NT>(dp, 0, dp.da, signs, c, x, i, acc);
-            block<NT>(dp, 1, dp.db, signs, c, x, i + 1, acc);
+            iq2_vbmi_decode2(w + i, w + i + 1, c, a, b, signs);
+            block<NT>(a, signs, 0, c, p.xg, xd, i, acc);
+            block<NT>(b, signs, 1, c, p.xg, xd, i + 1, acc);
         }
         if (i < nb) {
-            IQ2VbmiPair dp;
-            iq2_vbmi_decode2(w + i, w + i, c, dp, signs);
-            block<NT>(dp, 0, dp.da, signs, c, x, i, acc);
+            IQ2VbmiBlock a, b;
+            __m512i signs;
+            iq2_vbmi_decode2(w + i, w + i, c, a, b, signs);
+            block<NT>(a, signs, 0, c, p.xg, xd, i, acc);
         }
         for (int t = 0; t < NT; ++t) o.put(0, t, _mm512_reduce_add_ps(acc[t]));
     }
@@ -910,7 +940,8 @@ const KernelTable& avx512_kernels() {
         .q8_0 = q8_0_rows,
         .q2_K = q2_K_rows,
         .q4_K = q4_K_rows,
-        .iq2_xxs = __builtin_cpu_supports("avx512vbmi") ? iq2_xxs_rows_vbmi : iq2_xxs_rows,
+        .iq2_xxs = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bitalg") ? iq2_xxs_rows_vbmi
+                                                                                                 : iq2_xxs_rows,
         .weighted_rows_f16 = weighted_rows_f16,
         .quantize_q8_0 = quantize_q8_0_avx512,
         .quantize_q8_K = quantize_q8_K_avx512,
