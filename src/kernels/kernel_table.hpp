@@ -54,6 +54,10 @@ struct KernelTable {
 const KernelTable& scalar_kernels();
 const KernelTable& avx2_kernels();
 const KernelTable& avx512_kernels();
+// The AVX-512 IQ2_XXS kernel for CPUs without AVX512_VBMI/BITALG (Skylake-X,
+// Cascade Lake): avx512_kernels() picks it only there, so tests call it
+// directly to check it on every AVX-512 machine.
+RowsKernel avx512_iq2_xxs_without_vbmi();
 
 // Defined in quantize_avx2.cpp and quantize_avx512.cpp.
 void quantize_q8_0_avx2(const float* x, quant::BlockQ8_0* y, int64_t n);

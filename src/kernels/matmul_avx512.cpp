@@ -932,6 +932,8 @@ void weighted_rows_f16(const uint16_t* W, int64_t ws, int64_t n_rows, const floa
 
 }  // namespace
 
+RowsKernel avx512_iq2_xxs_without_vbmi() { return iq2_xxs_rows; }
+
 const KernelTable& avx512_kernels() {
     static const KernelTable table{
         .f32 = f32_rows,

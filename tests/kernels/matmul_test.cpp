@@ -10,6 +10,7 @@
 
 #include "core/half.hpp"
 #include "ds4/error.hpp"
+#include "kernels/kernel_table.hpp"
 #include "kernels/matmul.hpp"
 #include "quant/quant.hpp"
 
@@ -147,6 +148,28 @@ TEST(Kernels, EveryTypeMatchesTheReference) {
                 // f32 accumulation of up to 2048 terms: a few ulps of the magnitude sum.
                 expect_close(W, a, y, ref, 1e-5, std::string(dtype_name(type)).c_str());
             }
+        }
+    }
+}
+
+// The IQ2_XXS kernel for AVX-512 CPUs without VBMI/BITALG: the table above
+// uses it only on such CPUs, so it is called here directly.
+TEST(Kernels, Avx512IQ2XXSWithoutVbmiMatchesTheReference) {
+    if (!isa_supported(Isa::Avx512)) GTEST_SKIP() << "this CPU lacks AVX-512 (F/BW/VL/DQ/VNNI)";
+    const detail::RowsKernel kernel = detail::avx512_iq2_xxs_without_vbmi();
+    std::mt19937_64 rng(11);
+    for (int64_t cols : {256, 512, 2048}) {
+        const int64_t rows = 13;
+        auto buf = random_rows(DType::IQ2_XXS, rows, cols, rng);
+        const Matrix W = Matrix::make(DType::IQ2_XXS, buf.data(), rows, cols);
+        for (int64_t n : {1, 3, 8, 17}) {
+            const auto x = random_x(n * cols, rng);
+            Activations a;
+            a.prepare(DType::IQ2_XXS, x.data(), n, cols);
+            std::vector<float> y(static_cast<size_t>(n * rows)), ref(y.size());
+            kernel(W, a, y.data(), rows, 0, rows);
+            matmul_reference(W, a, ref.data());
+            expect_close(W, a, y, ref, 1e-5, "IQ2_XXS without VBMI");
         }
     }
 }
