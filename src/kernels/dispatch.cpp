@@ -151,7 +151,8 @@ void Activations::shape(DType weight_type, int64_t n_tok, int64_t cols) {
     row_bytes_ = quant::row_bytes(t, cols);
     const size_t need = row_bytes_ * static_cast<size_t>(n_tok);
     if (buf_.size() < need) buf_.resize(need);
-    grouped_row_bytes_ = t == DType::Q8_K ? static_cast<size_t>(cols / quant::kQK_K) * (quant::kQK_K + sizeof(float)) : 0;
+    grouped_row_bytes_ =
+        t == DType::Q8_K ? static_cast<size_t>(cols / quant::kQK_K) * (quant::kQK_K + sizeof(float)) : 0;
     const size_t need_grouped = grouped_row_bytes_ * static_cast<size_t>(n_tok);
     if (grouped_.size() < need_grouped) grouped_.resize(need_grouped);
 }

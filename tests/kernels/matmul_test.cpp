@@ -174,6 +174,31 @@ TEST(Kernels, Avx512IQ2XXSWithoutVbmiMatchesTheReference) {
     }
 }
 
+// The grouped copy of Q8_K activations holds the documented permutation of
+// each row's quants, then the blocks' scales.
+TEST(Kernels, Q8KGroupedRowsPermuteTheQuants) {
+    REQUIRE_ISA();
+    std::mt19937_64 rng(12);
+    const int64_t n = 3, cols = 768, nb = cols / kQK_K;
+    const auto x = random_x(n * cols, rng);
+    Activations a;
+    a.prepare(DType::Q2_K, x.data(), n, cols);
+    for (int64_t t = 0; t < n; ++t) {
+        const auto* blocks = reinterpret_cast<const BlockQ8_K*>(a.row(t));
+        const int8_t* g = a.q8_K_grouped_row(t);
+        for (int64_t b = 0; b < nb; ++b) {
+            for (int j = 0; j < 4; ++j)
+                for (int s = 0; s < 8; ++s)
+                    for (int e = 0; e < 8; ++e)
+                        ASSERT_EQ(g[b * kQK_K + 64 * j + 8 * s + e], blocks[b].qs[32 * s + 8 * j + e])
+                            << "token " << t << " block " << b << " piece " << j << " sub-block " << s;
+            float d;
+            std::memcpy(&d, g + nb * kQK_K + b * 4, sizeof d);
+            EXPECT_EQ(d, blocks[b].d);
+        }
+    }
+}
+
 TEST(Kernels, OddFloatWidths) {
     REQUIRE_ISA();
     std::mt19937_64 rng(2);
