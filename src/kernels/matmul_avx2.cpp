@@ -11,6 +11,7 @@
 #include "kernels/kernel_table.hpp"
 #include "kernels/simd_common.hpp"
 #include "quant/blocks.hpp"
+#include "quant/iq2xxs_tables.hpp"
 
 namespace ds4::kernels::detail {
 
@@ -165,31 +166,110 @@ float dot_q4_K(const BlockQ4_K* w, const BlockQ8_K* x, int64_t nb) {
     return hsum(acc) - hsum(acc_min);
 }
 
-float dot_iq2_xxs(const BlockIQ2_XXS* w, const BlockQ8_K* x, int64_t nb) {
+// IQ2_XXS with the activations in their grouped order
+// (Activations::q8_K_grouped_row): 32-byte half h of piece j holds group j of
+// sub-blocks 4h..4h+3, 8 values each. The four grid rows of such a register
+// come from the 256-entry table; the 32 sign bytes of a super-block are
+// computed in one register (7 bits per group, parity into bit 7) and each
+// register's signs are spread from it with one PSHUFB. Products are summed per
+// sub-block over the four pieces and scaled by 2 * scale + 1 once per
+// super-block.
+struct IQ2GroupedConsts {
+    __m256i spread[2][4];  // PSHUFB: half h, piece j -> sign byte of (s, j) into the 8 bytes of s
+    __m256i bit;           // byte e of every 8: 1 << e
+    IQ2GroupedConsts() {
+        alignas(32) uint8_t b[32];
+        for (int h = 0; h < 2; ++h)
+            for (int j = 0; j < 4; ++j) {
+                // Sign words sit as [s0, s1, s4, s5 | s2, s3, s6, s7]: the
+                // register of half h needs u32 2h, 2h + 1 of each 128-bit lane.
+                for (int n = 0; n < 32; ++n) b[n] = static_cast<uint8_t>(4 * (2 * h + (n % 16) / 8) + j);
+                spread[h][j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
+            }
+        for (int n = 0; n < 32; ++n) b[n] = static_cast<uint8_t>(1u << (n % 8));
+        bit = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
+    }
+};
+
+// The sign bytes of all 32 groups of a super-block, u32 lanes as
+// [s0, s1, s4, s5 | s2, s3, s6, s7] (byte k of a lane: group k).
+inline __m256i iq2_sign_bytes(__m256i lo, __m256i hi) {
+    // lo = u32 [i0, s0, i1, s1, i2, s2, i3, s3], hi the same for s4..s7.
+    const __m256i a = _mm256_permutevar8x32_epi32(lo, _mm256_setr_epi32(1, 3, 0, 0, 5, 7, 0, 0));
+    const __m256i b = _mm256_permutevar8x32_epi32(hi, _mm256_setr_epi32(0, 0, 1, 3, 0, 0, 5, 7));
+    const __m256i v = _mm256_blend_epi32(a, b, 0xcc);
+    const __m256i m7 = _mm256_set1_epi32(0x7f);
+    __m256i e = _mm256_and_si256(v, m7);
+    e = _mm256_or_si256(e, _mm256_and_si256(_mm256_slli_epi32(v, 1), _mm256_slli_epi32(m7, 8)));
+    e = _mm256_or_si256(e, _mm256_and_si256(_mm256_slli_epi32(v, 2), _mm256_slli_epi32(m7, 16)));
+    e = _mm256_or_si256(e, _mm256_and_si256(_mm256_slli_epi32(v, 3), _mm256_slli_epi32(m7, 24)));
+    __m256i par = _mm256_xor_si256(e, _mm256_srli_epi32(e, 4));
+    par = _mm256_xor_si256(par, _mm256_srli_epi32(par, 2));
+    par = _mm256_xor_si256(par, _mm256_srli_epi32(par, 1));
+    return _mm256_or_si256(e, _mm256_slli_epi32(_mm256_and_si256(par, _mm256_set1_epi32(0x01010101)), 7));
+}
+
+// 2 * scale + 1 of sub-block 4h + m in u32 lanes 2m, 2m + 1 (the scale is
+// bits 28..31 of the odd u32 lanes).
+inline __m256i iq2_scales(__m256i q) {
+    const __m256i odd = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(q, 27), _mm256_set1_epi32(0x1e)),
+                                        _mm256_set1_epi32(1));
+    return _mm256_shuffle_epi32(odd, 0xf5);
+}
+
+float dot_iq2_xxs_grouped(const IQ2GroupedConsts& c, const BlockIQ2_XXS* w, const int8_t* xg, const float* xd,
+                          int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    // The sign bytes are a chain of some twenty dependent instructions that
+    // every product of a super-block waits for: they are computed one
+    // super-block ahead.
+    __m256i next_signs = iq2_sign_bytes(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[0].qs)),
+                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[0].qs + 16)));
     for (int64_t i = 0; i < nb; ++i) {
-        __m256i sumi = _mm256_setzero_si256();
-        const int8_t* q8 = x[i].qs;
-        for (int sb = 0; sb < 8; ++sb) {
-            uint32_t a0, a1;
-            std::memcpy(&a0, &w[i].qs[4 * sb], 4);
-            std::memcpy(&a1, &w[i].qs[4 * sb + 2], 4);
-            const __m256i grid = _mm256_setr_epi64x(
-                static_cast<long long>(kIq2xxsGrid[a0 & 255]), static_cast<long long>(kIq2xxsGrid[(a0 >> 8) & 255]),
-                static_cast<long long>(kIq2xxsGrid[(a0 >> 16) & 255]), static_cast<long long>(kIq2xxsGrid[a0 >> 24]));
-            const __m256i neg = _mm256_setr_epi64x(
-                static_cast<long long>(kIq2SignMask[a1 & 127]), static_cast<long long>(kIq2SignMask[(a1 >> 7) & 127]),
-                static_cast<long long>(kIq2SignMask[(a1 >> 14) & 127]), static_cast<long long>(kIq2SignMask[(a1 >> 21) & 127]));
-            __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8));
-            q8 += 32;
-            qx = _mm256_sub_epi8(_mm256_xor_si256(qx, neg), neg);  // negate where the sign bit is set
-            const __m256i p16 = _mm256_maddubs_epi16(grid, qx);
-            const int16_t ls = static_cast<int16_t>(2 * (a1 >> 28) + 1);
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16(ls)));
+        const uint8_t* q = reinterpret_cast<const uint8_t*>(w[i].qs);
+        const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+        const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32));
+        const __m256i signs = next_signs;
+        if (i + 1 < nb)
+            next_signs = iq2_sign_bytes(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i + 1].qs)),
+                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i + 1].qs + 16)));
+        const int8_t* x = xg + i * kQK_K;
+        __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int j = 0; j < 4; ++j) {
+            for (int h = 0; h < 2; ++h) {
+                const uint8_t* idx = q + 32 * h + j;  // index byte j of sub-blocks 4h..4h+3
+                const __m256i grid = _mm256_setr_epi64x(
+                    static_cast<long long>(kIq2xxsGrid[idx[0]]), static_cast<long long>(kIq2xxsGrid[idx[8]]),
+                    static_cast<long long>(kIq2xxsGrid[idx[16]]), static_cast<long long>(kIq2xxsGrid[idx[24]]));
+                const __m256i spread = _mm256_shuffle_epi8(signs, c.spread[h][j]);
+                const __m256i neg = _mm256_cmpeq_epi8(_mm256_and_si256(spread, c.bit), c.bit);
+                const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * j + 32 * h));
+                const __m256i xs = _mm256_sub_epi8(_mm256_xor_si256(xq, neg), neg);  // negate where the sign is set
+                sum[h] = _mm256_add_epi32(sum[h], _mm256_madd_epi16(_mm256_maddubs_epi16(grid, xs), ones));
+            }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(0.125f * half_to_float(w[i].d) * x[i].d), _mm256_cvtepi32_ps(sumi), acc);
+        const __m256i isum = _mm256_add_epi32(_mm256_mullo_epi32(sum[0], iq2_scales(lo)),
+                                              _mm256_mullo_epi32(sum[1], iq2_scales(hi)));
+        float dx;
+        std::memcpy(&dx, xd + i, sizeof dx);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(0.125f * half_to_float(w[i].d) * dx), _mm256_cvtepi32_ps(isum), acc);
     }
     return hsum(acc);
+}
+
+void iq2_xxs_rows(const Matrix& M, const Activations& x, float* y, int64_t stride, int64_t r0, int64_t r1) {
+    const int64_t nb = M.cols / kQK_K;
+    const auto* base = static_cast<const uint8_t*>(M.data);
+    const IQ2GroupedConsts c;
+    for (int64_t r = r0; r < r1; ++r) {
+        const auto* w = reinterpret_cast<const BlockIQ2_XXS*>(base + static_cast<size_t>(r) * M.row_bytes);
+        if (r + 1 < r1) _mm_prefetch(reinterpret_cast<const char*>(base + static_cast<size_t>(r + 1) * M.row_bytes), _MM_HINT_T0);
+        for (int64_t t = 0; t < x.n_tok(); ++t) {
+            const int8_t* xg = x.q8_K_grouped_row(t);
+            y[t * stride + r] = dot_iq2_xxs_grouped(c, w, xg, reinterpret_cast<const float*>(xg + nb * kQK_K), nb);
+        }
+    }
 }
 
 template <class W, class A, float (*Dot)(const W*, const A*, int64_t), int kBlock>
@@ -257,7 +337,7 @@ const KernelTable& avx2_kernels() {
         k.q8_0 = rows_kernel<BlockQ8_0, BlockQ8_0, dot_q8_0, kQK8_0>;
         k.q2_K = rows_kernel<BlockQ2_K, BlockQ8_K, dot_q2_K, kQK_K>;
         k.q4_K = rows_kernel<BlockQ4_K, BlockQ8_K, dot_q4_K, kQK_K>;
-        k.iq2_xxs = rows_kernel<BlockIQ2_XXS, BlockQ8_K, dot_iq2_xxs, kQK_K>;
+        k.iq2_xxs = iq2_xxs_rows;
         k.weighted_rows_f16 = weighted_rows_f16;
         k.quantize_q8_0 = quantize_q8_0_avx2;
         k.quantize_q8_K = quantize_q8_K_avx2;
