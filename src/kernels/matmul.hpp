@@ -79,6 +79,10 @@ public:
     const int8_t* q8_K_grouped_row(int64_t t) const {
         return reinterpret_cast<const int8_t*>(grouped_.data()) + static_cast<size_t>(t) * grouped_row_bytes_;
     }
+    // The super-blocks' scales d of that grouped row (after its quants).
+    const float* q8_K_grouped_scales(int64_t t) const {
+        return reinterpret_cast<const float*>(q8_K_grouped_row(t) + cols_);
+    }
 
 private:
     DType type_ = DType::F32;

@@ -106,6 +106,7 @@ struct TilePtrs {
     const uint8_t* w[NR];
     const uint8_t* x[NT];
     const int8_t* xg[NT];           // Q8_K activations: their quants in grouped order
+    const float* xd[NT];            // and the scales of those grouped rows
     const uint8_t* next = nullptr;  // the next tile's first row, when the linear scheme applies
 
     // Prefetch for the point where every row of the tile has been read up to
@@ -133,7 +134,11 @@ inline void run_tile(const Matrix& W, const Activations& x, int64_t r0, int64_t 
     TilePtrs<NR, NT> p;
     for (int r = 0; r < NR; ++r) p.w[r] = static_cast<const uint8_t*>(W.data) + (r0 + r) * W.row_bytes;
     for (int t = 0; t < NT; ++t) p.x[t] = x.row(t0 + t);
-    for (int t = 0; t < NT; ++t) p.xg[t] = x.type() == DType::Q8_K ? x.q8_K_grouped_row(t0 + t) : nullptr;
+    for (int t = 0; t < NT; ++t) {
+        const bool grouped = x.type() == DType::Q8_K;
+        p.xg[t] = grouped ? x.q8_K_grouped_row(t0 + t) : nullptr;
+        p.xd[t] = grouped ? x.q8_K_grouped_scales(t0 + t) : nullptr;
+    }
     if (NR * static_cast<int64_t>(W.row_bytes) <= kLinearTileBytes)
         p.next = static_cast<const uint8_t*>(W.data) + (r0 + NR) * W.row_bytes;
     Out oo = o;
@@ -838,8 +843,6 @@ struct IQ2XXSVbmiKernel {
         static_assert(NR == 1);
         const int64_t nb = cols / kQK_K;
         const BlockIQ2_XXS* w = reinterpret_cast<const BlockIQ2_XXS*>(p.w[0]);
-        const float* xd[NT];  // the activations' scales, after their grouped quants
-        for (int t = 0; t < NT; ++t) xd[t] = reinterpret_cast<const float*>(p.xg[t] + nb * kQK_K);
         const IQ2VbmiConsts c;
         __m512 acc[NT];
         for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
@@ -849,14 +852,14 @@ struct IQ2XXSVbmiKernel {
             __m512i signs;
             p.template prefetch<4096>(i * static_cast<int64_t>(sizeof(BlockIQ2_XXS)), 2 * sizeof(BlockIQ2_XXS));
             iq2_vbmi_decode2(w + i, w + i + 1, c, a, b, signs);
-            block<NT>(a, signs, 0, c, p.xg, xd, i, acc);
-            block<NT>(b, signs, 1, c, p.xg, xd, i + 1, acc);
+            block<NT>(a, signs, 0, c, p.xg, p.xd, i, acc);
+            block<NT>(b, signs, 1, c, p.xg, p.xd, i + 1, acc);
         }
         if (i < nb) {
             IQ2VbmiBlock a, b;
             __m512i signs;
             iq2_vbmi_decode2(w + i, w + i, c, a, b, signs);
-            block<NT>(a, signs, 0, c, p.xg, xd, i, acc);
+            block<NT>(a, signs, 0, c, p.xg, p.xd, i, acc);
         }
         for (int t = 0; t < NT; ++t) o.put(0, t, _mm512_reduce_add_ps(acc[t]));
     }

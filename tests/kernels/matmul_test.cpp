@@ -195,6 +195,7 @@ TEST(Kernels, Q8KGroupedRowsPermuteTheQuants) {
             float d;
             std::memcpy(&d, g + nb * kQK_K + b * 4, sizeof d);
             EXPECT_EQ(d, blocks[b].d);
+            EXPECT_EQ(a.q8_K_grouped_scales(t) + b, reinterpret_cast<const float*>(g + nb * kQK_K) + b);
         }
     }
 }
