@@ -10,8 +10,9 @@
 //    requests at the post-instruction positions (train split), candidates per
 //    layer and position scored on validation prompts (bypass, induce, KL).
 // 2. Directional ablation at every layer and position, swept at scales 0 and
-//    1 on held-out requests: the refusal rate of harmful requests, and how many
-//    answers to harmless requests stay exactly the same.
+//    -1 (op project: -1 removes the component) on held-out requests: the
+//    refusal rate of harmful requests, and how many answers to harmless
+//    requests stay exactly the same.
 // 3. The same edit baked into the weights (export_orthogonalized_model).
 #include <cstdio>
 #include <filesystem>
@@ -49,7 +50,7 @@ int main(int argc, char** argv) {
 
         const auto ablation = ds4::directional_ablation(*model, rd.direction, ds4::SteeringOp::Project);
         ds4::SweepOptions so;
-        so.scales = {0.0f, 1.0f};
+        so.scales = {0.0f, -1.0f};
         so.generation.max_tokens = 24;
         so.generation.stop_tokens = {tok.specials().eos};
         so.refusal_prefixes = {example::refusal_text_tokens(tok)};

@@ -19,6 +19,7 @@
 #include "ds4/sampling.hpp"
 #include "ds4/session.hpp"
 #include "ds4/steering.hpp"
+#include "ds4/steering_training.hpp"
 #include "ds4/tokenizer.hpp"
 #include "ds4/types.hpp"
 #include "ds4/version.hpp"

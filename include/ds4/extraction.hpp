@@ -63,13 +63,15 @@ struct LayerSeparation {
 };
 
 struct Extraction {
-    SteeringVector vector;  // unit directions, site/op as asked, scale 0
+    SteeringVector vector;  // each layer's direction as long as its mean_gap, site/op as asked, scale 0
     std::vector<LayerSeparation> layers;
     int best_layer = -1;  // largest Cohen's d
 };
 
-// Capture both sets at the site and extract one unit direction per layer,
-// pointing from the contrast set towards the target set. Pairs (for PCA and
+// Capture both sets at the site and extract one direction per layer, pointing
+// from the contrast set towards the target set and as long as the measured gap
+// between the sets (so scale 1 is one gap: steering.hpp, "one scale unit";
+// provenance.recommended_scale is 1). Pairs (for PCA and
 // pair accuracy) are formed by index over the shorter set.
 Extraction extract_direction(const std::shared_ptr<const Model>& model, std::span<const ContrastExample> target,
                              std::span<const ContrastExample> contrast, const ExtractionOptions& options);
@@ -115,7 +117,7 @@ RefusalDirection find_refusal_direction(const std::shared_ptr<const Model>& mode
 // Directional ablation at every layer and position: ablate at the embedding
 // (layer 0 input) and at every attention and FFN output, which keeps the
 // direction out of all HC streams.
-// With op Project (scale 1 = the ablation, 0 = none) the set can be swept.
+// With op Project (scale -1 = the ablation, 0 = none) the set can be swept.
 std::vector<SteeringVector> directional_ablation(const Model& model, std::span<const float> direction,
                                                  SteeringOp op = SteeringOp::Ablate);
 std::vector<SteeringHandle> add_directional_ablation(Session& session, std::span<const float> direction);

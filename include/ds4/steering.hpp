@@ -12,12 +12,23 @@
 //                the same vector on each stream
 //   RouterLogits the router logits of the layer (steer towards or away from
 //                experts; the direction is n_expert wide)
-// Operations, for a row y, direction v, scale s and u = v/|v|:
+// Operations, for a row y, stored direction v, u = v/|v| and scale s:
 //   Add      y + s v
-//   Project  y - s v (v.y)       (the reference engine's edit: s = 1 removes
-//                                 the component when |v| = 1, s < 0 amplifies)
+//   Project  y + s u (u.y)       (scales the existing component by 1 + s:
+//                                 s = -1 removes it, s = +1 doubles it)
 //   Ablate   y - u (u.y)         (full directional ablation; the scale is ignored)
-//   Clamp    y + (s - u.y) u     (sets the projection on u to s)
+//   Clamp    y + (s|v| - u.y) u  (sets the component along u to s |v|)
+//
+// One scale unit for every operation and file format: the scale is
+// dimensionless, positive moves towards the behaviour the direction points to
+// (the positive / target examples it was extracted from), negative away, and
+// 1 is one measured unit of it. Extraction stores each layer's direction with
+// the length of the measured gap between the two sets' mean projections at
+// that layer, so Add at scale 1 moves every steered layer by its own gap and
+// Clamp at s = +1/-1 sets the component one gap above/below zero; Project is
+// relative to the component already there (-1 removes it). Files keep this
+// convention; the reference engine's .f32 scale r (y - r v (v.y), positive
+// suppresses) is imported as s = -r and exported as r = -s.
 // Several vectors registered on one session apply in registration order; adds
 // and projections do not commute, so the order matters and is kept.
 #pragma once
@@ -125,17 +136,36 @@ public:
     void check_compatible(const Model& model) const;
 
     // ---- files ----
-    // ds4 steering GGUF: records site, op, scale, layer map, model identity,
-    // width, method, prompt-set hashes and recommended scale.
+    // Every format keeps the one scale unit above. A foreign format that
+    // cannot hold part of the vector refuses to write it (InvalidArgument,
+    // naming what it cannot hold) unless allow_lossy is set; a lossy export
+    // returns, and logs as warnings, what it dropped.
+    struct ExportOptions {
+        bool allow_lossy = false;
+    };
+    // ds4 steering GGUF (format 2): site, op, scale, layer range, position
+    // policy, layer map, model identity, width, method, prompt-set hashes,
+    // recommended scale and notes (train_steering's report). Loads format 1
+    // files, converting their project/clamp scales to this convention.
     void save(const std::string& path) const;
     static SteeringVector load(const std::string& path);
     // The reference engine's raw .f32 (n_layer x width, rows = layers 0..L-1,
-    // meaning "project at the FFN output"); import maps it to that meaning.
+    // "project at the FFN output", y - r v (v.y)) and its JSON sidecar
+    // (<stem>.json: component ffn_out|attn_out, and the scale r this SDK
+    // writes). Import: the sidecar's site, scale s = -r (without a sidecar or
+    // a scale, the engine's defaults: ffn r = 1, attn r = 0). Export: op
+    // project or ablate at attn_out/ffn_out only, unit rows (zero outside the
+    // layer range), r = -s; a position policy other than all is lossy.
     static SteeringVector load_ds4_f32(const std::string& path, int n_layer, int width);
-    void save_ds4_f32(const std::string& path) const;  // only for site FfnOut + op Project
-    // llama.cpp control-vector GGUF (direction.N = add at the output of block N, N >= 1).
+    std::vector<std::string> save_ds4_f32(const std::string& path, const ExportOptions& options) const;
+    void save_ds4_f32(const std::string& path) const { save_ds4_f32(path, ExportOptions{}); }
+    // llama.cpp control-vector GGUF (direction.N = add at the output of block
+    // N, N >= 1, no scale). Export writes the layers in range with the scale
+    // baked in; another site, op or position policy, or a direction at block
+    // 0, is lossy.
     static SteeringVector load_control_vector(const std::string& path, int n_layer);
-    void save_control_vector(const std::string& path) const;  // only for site LayerOut + op Add
+    std::vector<std::string> save_control_vector(const std::string& path, const ExportOptions& options) const;
+    void save_control_vector(const std::string& path) const { save_control_vector(path, ExportOptions{}); }
     // Load any of the three, detected by content; `model` supplies n_layer
     // and width for the formats that do not record them.
     static SteeringVector load_any(const std::string& path, const Model& model);

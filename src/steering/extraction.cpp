@@ -58,7 +58,7 @@ using namespace steering_detail;
 namespace {
 
 // Reduced activations per layer: [layer][example] -> vector.
-using Captures = std::vector<std::vector<std::vector<float>>>;
+using Captures = std::vector<ReducedRows>;
 
 Captures capture_set(const std::shared_ptr<const Model>& model, std::span<const ContrastExample> set,
                      const std::vector<int>& layers, HookPoint point, TokenReduction red, int64_t ctx) {
@@ -88,6 +88,30 @@ Captures capture_set(const std::shared_ptr<const Model>& model, std::span<const 
         }
     }
     return out;
+}
+
+double average(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
+
+double variance(const std::vector<double>& v, double m) {
+    double s = 0;
+    for (double x : v) s += (x - m) * (x - m);
+    return v.size() > 1 ? s / static_cast<double>(v.size() - 1) : 0.0;
+}
+
+// Remove from dir its component along `base` (the reference engine's
+// orthogonalization against the contrast mean).
+void remove_component(std::vector<double>& dir, const std::vector<double>& base) {
+    double nb = 0;
+    for (double x : base) nb += x * x;
+    nb = std::sqrt(nb);
+    if (nb == 0) return;
+    double p = 0;
+    for (size_t i = 0; i < dir.size(); ++i) p += dir[i] * base[i] / nb;
+    for (size_t i = 0; i < dir.size(); ++i) dir[i] -= p * base[i] / nb;
 }
 
 // First principal axis of the uncentred paired differences, by power
@@ -124,6 +148,59 @@ std::vector<double> pca_axis(const std::vector<std::vector<double>>& diffs) {
 
 }  // namespace
 
+namespace steering_detail {
+
+LayerDirection layer_direction(const ReducedRows& t, const ReducedRows& c, ExtractionMethod method,
+                               bool orthogonalize_contrast_mean, int layer) {
+    LayerDirection out;
+    out.report.layer = layer;
+    const size_t pairs = std::min(t.size(), c.size());
+    const auto mt = mean_of(t), mc = mean_of(c);
+    const size_t d = mt.size();
+    std::vector<double> dir(d);
+    if (method == ExtractionMethod::MeanDifference) {
+        for (size_t i = 0; i < d; ++i) dir[i] = mt[i] - mc[i];
+    } else {
+        std::vector<std::vector<double>> diffs(pairs, std::vector<double>(d));
+        for (size_t p = 0; p < pairs; ++p)
+            for (size_t i = 0; i < d; ++i) diffs[p][i] = static_cast<double>(t[p][i]) - c[p][i];
+        dir = pca_axis(diffs);
+    }
+    if (orthogonalize_contrast_mean) remove_component(dir, mc);
+    double raw = 0;
+    for (double x : dir) raw += x * x;
+    raw = std::sqrt(raw);
+    out.report.raw_norm = raw;
+    if (raw == 0 || !std::isfinite(raw)) return out;
+    std::vector<float> u(d);
+    for (size_t i = 0; i < d; ++i) u[i] = static_cast<float>(dir[i] / raw);
+    std::vector<double> pt, pc;
+    for (const auto& x : t) pt.push_back(dot(x, u));
+    for (const auto& x : c) pc.push_back(dot(x, u));
+    // Sign: the target side projects higher (PCA has no sign of its own).
+    if (average(pt) < average(pc)) {
+        for (float& x : u) x = -x;
+        for (double& x : pt) x = -x;
+        for (double& x : pc) x = -x;
+    }
+    LayerSeparation& rep = out.report;
+    rep.target_mean = average(pt);
+    rep.contrast_mean = average(pc);
+    rep.mean_gap = rep.target_mean - rep.contrast_mean;
+    rep.pooled_std = std::sqrt(0.5 * (variance(pt, rep.target_mean) + variance(pc, rep.contrast_mean)));
+    rep.cohens_d = rep.pooled_std > 0 ? rep.mean_gap / rep.pooled_std : (rep.mean_gap > 0 ? 1e9 : 0);
+    size_t wins = 0;
+    for (size_t p = 0; p < pairs; ++p) wins += pt[p] > pc[p];
+    rep.pair_accuracy = static_cast<double>(wins) / static_cast<double>(pairs);
+    if (!(rep.mean_gap > 0)) return out;
+    // One scale unit (steering.hpp): the direction is as long as the gap.
+    for (float& x : u) x *= static_cast<float>(rep.mean_gap);
+    out.direction = std::move(u);
+    return out;
+}
+
+}  // namespace steering_detail
+
 Extraction extract_direction(const std::shared_ptr<const Model>& model, std::span<const ContrastExample> target,
                              std::span<const ContrastExample> contrast, const ExtractionOptions& o) {
     if (!model) fail(ErrorCode::InvalidArgument, "extract_direction: null model");
@@ -146,75 +223,15 @@ Extraction extract_direction(const std::shared_ptr<const Model>& model, std::spa
     const Captures C = capture_set(model, contrast, layers, point, o.reduction, ctx);
 
     Extraction ex{SteeringVector(cfg.n_layer, cfg.n_embd, o.site, o.op, 0.0f), {}, -1};
-    const size_t pairs = std::min(target.size(), contrast.size());
     double best_d = -1e300;
     for (int l : layers) {
-        const auto& t = T[static_cast<size_t>(l)];
-        const auto& c = C[static_cast<size_t>(l)];
-        const auto mt = mean_of(t), mc = mean_of(c);
-        const size_t d = mt.size();
-        std::vector<double> dir(d);
-        if (o.method == ExtractionMethod::MeanDifference) {
-            for (size_t i = 0; i < d; ++i) dir[i] = mt[i] - mc[i];
-        } else {
-            std::vector<std::vector<double>> diffs(pairs, std::vector<double>(d));
-            for (size_t p = 0; p < pairs; ++p)
-                for (size_t i = 0; i < d; ++i) diffs[p][i] = static_cast<double>(t[p][i]) - c[p][i];
-            dir = pca_axis(diffs);
-        }
-        if (o.orthogonalize_contrast_mean) {
-            double nb = 0;
-            for (double x : mc) nb += x * x;
-            nb = std::sqrt(nb);
-            if (nb > 0) {
-                double p = 0;
-                for (size_t i = 0; i < d; ++i) p += dir[i] * mc[i] / nb;
-                for (size_t i = 0; i < d; ++i) dir[i] -= p * mc[i] / nb;
-            }
-        }
-        double raw = 0;
-        for (double x : dir) raw += x * x;
-        raw = std::sqrt(raw);
-        LayerSeparation rep;
-        rep.layer = l;
-        rep.raw_norm = raw;
-        if (raw == 0 || !std::isfinite(raw)) {
-            ex.layers.push_back(rep);
-            continue;
-        }
-        std::vector<float> u(d);
-        for (size_t i = 0; i < d; ++i) u[i] = static_cast<float>(dir[i] / raw);
-        // Sign: the target side projects higher (PCA has no sign of its own).
-        std::vector<double> pt, pc;
-        for (const auto& x : t) pt.push_back(dot(x, u));
-        for (const auto& x : c) pc.push_back(dot(x, u));
-        auto avg = [](const std::vector<double>& v) {
-            double s = 0;
-            for (double x : v) s += x;
-            return s / static_cast<double>(v.size());
-        };
-        if (avg(pt) < avg(pc)) {
-            for (float& x : u) x = -x;
-            for (double& x : pt) x = -x;
-            for (double& x : pc) x = -x;
-        }
-        auto var = [](const std::vector<double>& v, double m) {
-            double s = 0;
-            for (double x : v) s += (x - m) * (x - m);
-            return v.size() > 1 ? s / static_cast<double>(v.size() - 1) : 0.0;
-        };
-        rep.target_mean = avg(pt);
-        rep.contrast_mean = avg(pc);
-        rep.mean_gap = rep.target_mean - rep.contrast_mean;
-        rep.pooled_std = std::sqrt(0.5 * (var(pt, rep.target_mean) + var(pc, rep.contrast_mean)));
-        rep.cohens_d = rep.pooled_std > 0 ? rep.mean_gap / rep.pooled_std : (rep.mean_gap > 0 ? 1e9 : 0);
-        size_t wins = 0;
-        for (size_t p = 0; p < pairs; ++p) wins += pt[p] > pc[p];
-        rep.pair_accuracy = static_cast<double>(wins) / static_cast<double>(pairs);
-        ex.vector.set_direction(l, u);
-        ex.layers.push_back(rep);
-        if (rep.cohens_d > best_d) {
-            best_d = rep.cohens_d;
+        LayerDirection ld = layer_direction(T[static_cast<size_t>(l)], C[static_cast<size_t>(l)], o.method,
+                                            o.orthogonalize_contrast_mean, l);
+        ex.layers.push_back(ld.report);
+        if (ld.direction.empty()) continue;
+        ex.vector.set_direction(l, ld.direction);
+        if (ld.report.cohens_d > best_d) {
+            best_d = ld.report.cohens_d;
             ex.best_layer = l;
         }
     }
@@ -229,9 +246,7 @@ Extraction extract_direction(const std::shared_ptr<const Model>& model, std::spa
     for (const auto& e : target) ts.push_back(e.tokens);
     for (const auto& e : contrast) cs.push_back(e.tokens);
     pv.prompt_set_hashes = {hash_token_sets(ts), hash_token_sets(cs)};
-    for (const auto& r : ex.layers)
-        if (r.layer == ex.best_layer)
-            pv.recommended_scale = o.op == SteeringOp::Add ? static_cast<float>(r.mean_gap) : 1.0f;
+    pv.recommended_scale = 1.0f;  // one measured gap (steering.hpp, "one scale unit")
     pv.notes["reduction"] = o.reduction == TokenReduction::LastPromptToken ? "last_prompt_token"
                             : o.reduction == TokenReduction::MeanResponse  ? "mean_response"
                                                                            : "mean_all";

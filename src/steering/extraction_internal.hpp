@@ -5,6 +5,7 @@
 #include <span>
 #include <vector>
 
+#include "ds4/extraction.hpp"
 #include "ds4/hook.hpp"
 #include "ds4/steering.hpp"
 
@@ -16,6 +17,19 @@ HookPoint capture_point(SteeringSite site);
 double dot(std::span<const float> a, std::span<const float> b);
 uint64_t hash_token_sets(std::span<const std::vector<TokenId>> sets);
 std::vector<double> mean_of(const std::vector<std::vector<float>>& rows);
+// One reduced activation per example.
+using ReducedRows = std::vector<std::vector<float>>;
+
+// One layer's direction from the two sets' reduced rows: pointing from the
+// contrast set to the target set, as long as the measured gap between their
+// mean projections (empty when the sets do not separate), and its report.
+struct LayerDirection {
+    std::vector<float> direction;
+    LayerSeparation report;
+};
+LayerDirection layer_direction(const ReducedRows& target, const ReducedRows& contrast, ExtractionMethod method,
+                               bool orthogonalize_contrast_mean, int layer);
+
 // KL(p || q) of the softmax distributions of two logit vectors.
 double kl_divergence(std::span<const float> p_logits, std::span<const float> q_logits);
 

@@ -74,8 +74,8 @@ std::vector<SteeringVector> directional_ablation(const Model& model, std::span<c
         ffn.set_direction(l, direction);
     }
     for (SteeringVector* v : {&in, &attn, &ffn}) {
-        // Project removes `scale` times the component along the direction:
-        // unit directions make scale 1 the ablation.
+        // Project scales the component along the direction by 1 + scale:
+        // scale -1 is the ablation, 0 no edit.
         v->normalize();
         v->provenance.name = "directional-ablation";
         v->provenance.method = "ablation";

@@ -7,7 +7,10 @@
 #include <fstream>
 #include <iterator>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error_internal.hpp"
+#include "core/log_internal.hpp"
 #include "ds4/gguf.hpp"
 #include "ds4/model.hpp"
 #include "ds4/steering.hpp"
@@ -21,7 +24,10 @@ using gguf::Value;
 namespace {
 
 constexpr const char* kArch = "ds4-steering";
-constexpr uint32_t kFormatVersion = 1;
+// Format 2: the one scale unit (steering.hpp). Format 1 had project as
+// y - s v (v.y) and clamp as y + (s - u.y) u.
+constexpr uint32_t kFormatVersion = 2;
+constexpr const char* kF32Format = "ds4-directional-steering-v1";
 const std::string P = "ds4steer.";
 
 std::string_view policy_name(PositionPolicy::Kind k) {
@@ -79,6 +85,111 @@ bool is_zero(const std::vector<float>& v) {
     return true;
 }
 
+std::vector<float> unit(std::span<const float> v) {
+    double n = 0;
+    for (float x : v) n += static_cast<double>(x) * x;
+    std::vector<float> out(v.begin(), v.end());
+    for (float& x : out) x = static_cast<float>(x / std::sqrt(n));
+    return out;
+}
+
+// Directions' squared lengths, if they are all the same (else -1).
+double common_squared_length(const SteeringVector& v) {
+    double common = -1;
+    for (int l : v.layers()) {
+        double n = 0;
+        for (float x : v.direction(l)) n += static_cast<double>(x) * x;
+        if (common >= 0 && std::fabs(n - common) > 1e-5 * common) return -1;
+        common = n;
+    }
+    return common;
+}
+
+// A format-1 vector in this convention: project's scale was -s|v|^2 of the
+// unit component, clamp's target was s along the unit direction.
+SteeringVector from_format1(const SteeringVector& v1, const std::string& path) {
+    if (v1.op() != SteeringOp::Project && v1.op() != SteeringOp::Clamp) return v1;
+    const double len2 = common_squared_length(v1);
+    if (v1.op() == SteeringOp::Project && len2 < 0)
+        fail(ErrorCode::UnsupportedModel,
+             "%s: a format-1 project vector whose directions have different lengths has no format-2 equivalent",
+             path.c_str());
+    SteeringVector v2 = v1;
+    for (int l : v1.layers()) v2.set_direction(l, unit(v1.direction(l)));
+    if (v1.op() == SteeringOp::Project) v2.set_scale(static_cast<float>(-v1.scale() * len2));
+    return v2;
+}
+
+void report_dropped(const std::string& path, const std::vector<std::string>& dropped, bool allow_lossy,
+                    const char* format) {
+    if (dropped.empty()) return;
+    std::string what;
+    for (const auto& d : dropped) what += (what.empty() ? "" : "; ") + d;
+    if (!allow_lossy)
+        fail(ErrorCode::InvalidArgument, "%s: the %s format cannot hold this vector: %s (ask for a lossy export to "
+             "write it anyway)", path.c_str(), format, what.c_str());
+    DS4_LOG_WARN("%s: lossy %s export: %s", path.c_str(), format, what.c_str());
+}
+
+std::string policy_label(const PositionPolicy& p) {
+    std::string s(policy_name(p.kind));
+    if (p.kind == PositionPolicy::Kind::Window)
+        s += " [" + std::to_string(p.begin) + ", " + std::to_string(p.end) + ")";
+    return s;
+}
+
+std::string sidecar_path(const std::string& f32_path) {
+    std::string p = f32_path;
+    if (p.size() > 4 && p.compare(p.size() - 4, 4, ".f32") == 0) p.resize(p.size() - 4);
+    return p + ".json";
+}
+
+struct SidecarMeaning {
+    SteeringSite site = SteeringSite::FfnOut;
+    double reference_scale = 1.0;  // the engine's default for a file given without a scale flag
+    std::string method = "import:ds4-f32";
+};
+
+// The reference tools' JSON sidecar, if there is one.
+SidecarMeaning read_sidecar(const std::string& f32_path, int n_layer, int width) {
+    SidecarMeaning m;
+    const std::string path = sidecar_path(f32_path);
+    std::ifstream in(path);
+    if (!in) return m;
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+        fail(ErrorCode::CorruptFile, "%s: not valid JSON (%s)", path.c_str(), e.what());
+    }
+    auto str = [&](const char* key) -> std::string {
+        if (!j.is_object() || !j.contains(key)) return {};
+        if (!j[key].is_string()) fail(ErrorCode::CorruptFile, "%s: key '%s' must be a string", path.c_str(), key);
+        return j[key].get<std::string>();
+    };
+    if (const std::string f = str("format"); !f.empty() && f != kF32Format)
+        fail(ErrorCode::UnsupportedModel, "%s: format '%s' is not %s", path.c_str(), f.c_str(), kF32Format);
+    if (j.is_object() && j.contains("shape") &&
+        (!j["shape"].is_array() || j["shape"] != nlohmann::json::array({n_layer, width})))
+        fail(ErrorCode::InvalidArgument, "%s: shape %s does not match this model's [%d, %d]", path.c_str(),
+             j["shape"].dump().c_str(), n_layer, width);
+    const std::string component = str("component");
+    if (component == "attn_out") {
+        m.site = SteeringSite::AttnOut;
+        m.reference_scale = 0.0;  // the engine's attention scale defaults to 0
+    } else if (!component.empty() && component != "ffn_out") {
+        fail(ErrorCode::UnsupportedModel, "%s: component '%s' is neither ffn_out nor attn_out", path.c_str(),
+             component.c_str());
+    }
+    if (j.is_object() && j.contains("scale")) {
+        if (!j["scale"].is_number() || !std::isfinite(j["scale"].get<double>()))
+            fail(ErrorCode::CorruptFile, "%s: key 'scale' must be a finite number", path.c_str());
+        m.reference_scale = j["scale"].get<double>();
+    }
+    if (const std::string method = str("method"); !method.empty()) m.method = method;
+    return m;
+}
+
 }  // namespace
 
 void SteeringVector::save(const std::string& path) const {
@@ -118,8 +229,8 @@ SteeringVector SteeringVector::load(const std::string& path) {
              "%s: not a ds4 steering file (general.architecture is '%s'); use load_any for foreign formats",
              path.c_str(), arch && arch->is_string() ? arch->as_string().c_str() : "missing");
     const uint64_t version = f.get(P + "version").as_uint(P + "version");
-    if (version != kFormatVersion)
-        fail(ErrorCode::UnsupportedModel, "%s: ds4 steering format version %llu is not supported (reads %u)",
+    if (version != 1 && version != kFormatVersion)
+        fail(ErrorCode::UnsupportedModel, "%s: ds4 steering format version %llu is not supported (reads 1 and %u)",
              path.c_str(), static_cast<unsigned long long>(version), kFormatVersion);
     const std::string& site_s = f.get(P + "site").as_string(P + "site");
     const std::string& op_s = f.get(P + "op").as_string(P + "op");
@@ -162,7 +273,7 @@ SteeringVector SteeringVector::load(const std::string& path) {
         v.set_direction(static_cast<int>(l), f32_tensor(f, t, static_cast<int64_t>(width)));
     }
     if (v.layers().empty()) fail(ErrorCode::CorruptFile, "%s: steering file has no direction", path.c_str());
-    return v;
+    return version == 1 ? from_format1(v, path) : v;
 }
 
 SteeringVector SteeringVector::load_ds4_f32(const std::string& path, int n_layer, int width) {
@@ -174,9 +285,11 @@ SteeringVector SteeringVector::load_ds4_f32(const std::string& path, int n_layer
         fail(ErrorCode::InvalidArgument,
              "%s: a ds4 .f32 direction file for this model must be %d layers x %d floats = %zu bytes, not %zu",
              path.c_str(), n_layer, width, want, bytes.size());
-    // Its meaning in the reference engine: y <- y - s v (v.y) at the FFN output, rows = layers 0..L-1.
-    SteeringVector v(n_layer, width, SteeringSite::FfnOut, SteeringOp::Project, 1.0f);
-    v.provenance.method = "import:ds4-f32";
+    // Its meaning in the reference engine: y <- y - r v (v.y) at the site, rows
+    // = layers 0..L-1; this SDK's project scale is s = -r (for unit rows).
+    const SidecarMeaning meaning = read_sidecar(path, n_layer, width);
+    SteeringVector v(n_layer, width, meaning.site, SteeringOp::Project, static_cast<float>(-meaning.reference_scale));
+    v.provenance.method = meaning.method;
     for (int l = 0; l < n_layer; ++l) {
         std::vector<float> row(static_cast<size_t>(width));
         std::memcpy(row.data(), bytes.data() + static_cast<size_t>(l) * width * sizeof(float), row.size() * sizeof(float));
@@ -189,27 +302,45 @@ SteeringVector SteeringVector::load_ds4_f32(const std::string& path, int n_layer
     return v;
 }
 
-void SteeringVector::save_ds4_f32(const std::string& path) const {
-    if (site_ != SteeringSite::FfnOut || op_ != SteeringOp::Project)
+std::vector<std::string> SteeringVector::save_ds4_f32(const std::string& path, const ExportOptions& options) const {
+    if ((site_ != SteeringSite::FfnOut && site_ != SteeringSite::AttnOut) ||
+        (op_ != SteeringOp::Project && op_ != SteeringOp::Ablate))
         fail(ErrorCode::InvalidArgument,
-             "%s: the ds4 .f32 format means 'project at ffn_out'; this vector is %s at %s and would be misread",
+             "%s: the ds4 .f32 format holds a projection at ffn_out or attn_out; this vector is %s at %s",
              path.c_str(), std::string(steering_op_name(op_)).c_str(), std::string(steering_site_name(site_)).c_str());
-    std::vector<float> all(static_cast<size_t>(n_layer_) * width_, 0.0f);
-    for (int l : layers()) std::copy(dirs_[static_cast<size_t>(l)].begin(), dirs_[static_cast<size_t>(l)].end(),
-                                     all.begin() + static_cast<long>(l) * width_);
+    std::vector<std::string> dropped;
+    if (positions.kind != PositionPolicy::Kind::All)
+        dropped.push_back("position policy " + policy_label(positions) + " (the file applies to every token)");
+    report_dropped(path, dropped, options.allow_lossy, "ds4 .f32");
+    // Unit rows (the engine uses them as they are), zero rows where nothing applies.
+    std::vector<float> all(static_cast<size_t>(n_layer_) * static_cast<size_t>(width_), 0.0f);
+    for (int l : layers())
+        if (applies_to_layer(l)) {
+            const auto u = unit(direction(l));
+            std::copy(u.begin(), u.end(), all.begin() + static_cast<std::ptrdiff_t>(l) * width_);
+        }
     {
         std::ofstream out(path, std::ios::binary);
         out.write(reinterpret_cast<const char*>(all.data()), static_cast<long>(all.size() * sizeof(float)));
         if (!out) fail(ErrorCode::IoError, "%s: write failed", path.c_str());
     }
-    // The JSON sidecar the reference tools write (the engine ignores it).
-    std::string json_path = path;
-    if (json_path.size() > 4 && json_path.substr(json_path.size() - 4) == ".f32") json_path.resize(json_path.size() - 4);
-    json_path += ".json";
+    // The sidecar the reference tools write, with the scale in the engine's
+    // convention (r = -s; ablate is r = 1).
+    const double reference_scale = op_ == SteeringOp::Ablate ? 1.0 : -static_cast<double>(scale_);
+    const nlohmann::json j = {
+        {"format", kF32Format},
+        {"shape", {n_layer_, width_}},
+        {"component", site_ == SteeringSite::AttnOut ? "attn_out" : "ffn_out"},
+        {"scale", reference_scale},
+        {"method", provenance.method},
+        {"model", provenance.model_name},
+        {"note", "positive scale suppresses the direction; scale is the --dir-steering-ffn/--dir-steering-attn value"}};
+    const std::string json_path = sidecar_path(path);
     std::ofstream js(json_path);
-    js << "{\n  \"format\": \"ds4-directional-steering-v1\",\n  \"shape\": [" << n_layer_ << ", " << width_
-       << "],\n  \"component\": \"ffn_out\",\n  \"method\": \"" << provenance.method
-       << "\",\n  \"note\": \"positive scale suppresses the direction\"\n}\n";
+    js << j.dump(2) << "\n";
+    js.close();
+    if (!js) fail(ErrorCode::IoError, "%s: write failed", json_path.c_str());
+    return dropped;
 }
 
 SteeringVector SteeringVector::load_control_vector(const std::string& path, int n_layer) {
@@ -251,23 +382,32 @@ SteeringVector SteeringVector::load_control_vector(const std::string& path, int 
     return v;
 }
 
-void SteeringVector::save_control_vector(const std::string& path) const {
-    if (site_ != SteeringSite::LayerOut || op_ != SteeringOp::Add)
-        fail(ErrorCode::InvalidArgument,
-             "%s: a llama.cpp control vector means 'add at the layer output'; this vector is %s at %s", path.c_str(),
-             std::string(steering_op_name(op_)).c_str(), std::string(steering_site_name(site_)).c_str());
-    if (has_direction(0))
-        fail(ErrorCode::InvalidArgument, "%s: llama.cpp control vectors cannot steer block 0", path.c_str());
+std::vector<std::string> SteeringVector::save_control_vector(const std::string& path,
+                                                             const ExportOptions& options) const {
+    std::vector<std::string> dropped;
+    if (site_ != SteeringSite::LayerOut)
+        dropped.push_back("site " + std::string(steering_site_name(site_)) + " (written as layer_out)");
+    if (op_ != SteeringOp::Add)
+        dropped.push_back("op " + std::string(steering_op_name(op_)) + " (written as add)");
+    if (positions.kind != PositionPolicy::Kind::All)
+        dropped.push_back("position policy " + policy_label(positions) + " (the file applies to every token)");
+    if (applies_to_layer(0)) dropped.push_back("the direction of block 0 (control vectors cannot steer it)");
+    report_dropped(path, dropped, options.allow_lossy, "llama.cpp control vector");
+    std::vector<int> written;
+    for (int l : layers())
+        if (l > 0 && applies_to_layer(l)) written.push_back(l);
+    if (written.empty()) fail(ErrorCode::InvalidArgument, "%s: no direction in the layer range to write", path.c_str());
     gguf::Writer w;
     w.set("general.architecture", Value::string("controlvector"));
     w.set("controlvector.model_hint", Value::string("deepseek4"));
-    w.set("controlvector.layer_count", Value::i32(static_cast<int32_t>(layers().size())));
-    for (int l : layers()) {
+    w.set("controlvector.layer_count", Value::i32(static_cast<int32_t>(written.size())));
+    for (int l : written) {
         std::vector<float> d(dirs_[static_cast<size_t>(l)]);
         for (float& x : d) x *= scale_;  // the file has no scale: bake it in
         w.add_tensor_f32("direction." + std::to_string(l), {static_cast<uint64_t>(width_)}, d);
     }
     w.write(path);
+    return dropped;
 }
 
 SteeringVector SteeringVector::load_any(const std::string& path, const Model& model) {

@@ -174,21 +174,24 @@ void apply_steering_op(SteeringOp op, float scale, std::span<const float> v, flo
     double vv = 0;
     for (float x : v) vv += static_cast<double>(x) * x;
     const double inv_norm = vv > 0 ? 1.0 / std::sqrt(vv) : 0.0;
+    const double length = std::sqrt(vv);
     for (int64_t r = 0; r < n_rows; ++r) {
         float* y = rows + r * row_stride;
         if (op == SteeringOp::Add) {
             for (int64_t i = 0; i < width; ++i) y[i] += scale * v[static_cast<size_t>(i)];
             continue;
         }
-        double dot = 0;
+        double dot = 0;  // v . y
         for (int64_t i = 0; i < width; ++i) dot += static_cast<double>(v[static_cast<size_t>(i)]) * y[i];
-        float coef = 0;  // y += coef * v
+        const double component = dot * inv_norm;  // u . y
+        double delta = 0;                          // y += delta * u
         switch (op) {
-            case SteeringOp::Project: coef = static_cast<float>(-scale * dot); break;
-            case SteeringOp::Ablate: coef = static_cast<float>(-dot * inv_norm * inv_norm); break;
-            case SteeringOp::Clamp: coef = static_cast<float>((scale - dot * inv_norm) * inv_norm); break;
+            case SteeringOp::Project: delta = scale * component; break;
+            case SteeringOp::Ablate: delta = -component; break;
+            case SteeringOp::Clamp: delta = scale * length - component; break;
             case SteeringOp::Add: break;
         }
+        const auto coef = static_cast<float>(delta * inv_norm);  // delta * u = coef * v
         for (int64_t i = 0; i < width; ++i) y[i] += coef * v[static_cast<size_t>(i)];
     }
 }

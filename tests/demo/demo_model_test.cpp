@@ -1,7 +1,7 @@
 // The trained demo model (data/demo-model), through the C++ engine:
 //  - the engine's logits match the trainer's PyTorch model on the shipped file;
 //  - the refusal direction found by find_refusal_direction, ablated everywhere
-//    (a directional_ablation set swept at scales 0 and 1), takes the refusal
+//    (a directional_ablation set swept at scales 0 and -1), takes the refusal
 //    rate on held-out harmful prompts from >= 90% to <= 10% while the answers
 //    to >= 90% of the held-out harmless prompts stay the same;
 //  - the terseness direction from extract_direction, at the recommended scale,
@@ -117,7 +117,7 @@ TEST(DemoModel, EngineReproducesTheTrainersLogits) {
 // held-out prompts unchanged (shipped model: 98% -> 0%, 59 of 64 unchanged).
 ds4::SweepOptions refusal_sweep_options(const ds4::Tokenizer& tok, int max_tokens) {
     ds4::SweepOptions so;
-    so.scales = {0.0f, 1.0f};
+    so.scales = {0.0f, -1.0f};  // project: -1 removes the component
     so.generation.max_tokens = max_tokens;
     so.generation.stop_tokens = {tok.specials().eos};
     so.refusal_prefixes = {example::refusal_text_tokens(tok)};

@@ -10,7 +10,7 @@ so one code path serves both.
     m = Model("model.gguf")
     L = m.logits([1, 2, 3])                 # [n_tokens, vocab] float32
     L = m.logits(toks, trace=tr)            # tr = Trace(); tr.topk, tr.acts[...]
-    L = m.logits(toks, steering=[Steer("ffn_out", "project", vec, scale=1.0)])
+    L = m.logits(toks, steering=[Steer("ffn_out", "project", vec, scale=-1.0)])
 
 CLI:
     /usr/bin/python3 ds4_ref.py MODEL.gguf --tokens 1,2,3 --out ref.npy [--topk-out sel.json]
@@ -135,7 +135,9 @@ OPS = ("add", "project", "ablate", "clamp")
 class Steer:
     """One steering edit. `directions`: array [n_layer, width] (rows of zeros = no
     direction) or dict layer -> vector. Ops for row y, direction v, u = v/|v|:
-    add y + s v; project y - s v (v.y); ablate y - u (u.y); clamp y + (s - u.y) u.
+    add y + s v; project y + s u (u.y); ablate y - u (u.y); clamp y + (s|v| - u.y) u
+    (the SDK's one scale unit: positive towards the direction, project -1 removes
+    the component, clamp sets it to s times the direction's length).
     `positions`: None (all) or (begin, end) absolute positions."""
     site: str
     op: str
@@ -168,13 +170,15 @@ def apply_op(op, scale, v, y):
     """Apply a steering op to row(s) y (last axis)."""
     if op == "add":
         return y + scale * v
+    length = np.linalg.norm(v)
+    u = v / length
     if op == "project":
-        return y - scale * np.multiply.outer(y @ v, v) if y.ndim > 1 else y - scale * v * (v @ y)
-    u = v / np.linalg.norm(v)
+        return y + scale * np.multiply.outer(y @ u, u) if y.ndim > 1 else y + scale * u * (u @ y)
     if op == "ablate":
         return y - np.multiply.outer(y @ u, u) if y.ndim > 1 else y - u * (u @ y)
     if op == "clamp":
-        return y + np.multiply.outer(scale - y @ u, u) if y.ndim > 1 else y + (scale - u @ y) * u
+        target = scale * length
+        return y + np.multiply.outer(target - y @ u, u) if y.ndim > 1 else y + (target - u @ y) * u
     raise ValueError(f"unknown steering op {op}")
 
 

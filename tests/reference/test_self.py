@@ -415,10 +415,11 @@ class TestMisc(unittest.TestCase):
         v = np.array([3.0, 4.0]) / 5
         y = np.array([1.0, 2.0])
         np.testing.assert_allclose(apply_op("add", 2.0, v, y), y + 2 * v)
-        p = apply_op("project", 1.0, v, y)
+        p = apply_op("project", -1.0, 2 * v, y)  # removes the component, whatever |v|
         self.assertAlmostEqual(p @ v, 0.0)
+        self.assertAlmostEqual(apply_op("project", 1.0, v, y) @ v, 2 * (y @ v))  # doubles it
         np.testing.assert_allclose(apply_op("ablate", 7.0, 2 * v, y), p)
-        self.assertAlmostEqual(apply_op("clamp", 0.3, 2 * v, y) @ v, 0.3)
+        self.assertAlmostEqual(apply_op("clamp", 0.3, 2 * v, y) @ v, 0.6)  # 0.3 times |2v|
         Y = np.stack([y, 2 * y])
         np.testing.assert_allclose(apply_op("project", 0.5, v, Y)[1], apply_op("project", 0.5, v, 2 * y))
         st = [Steer("ffn_out", "add", {3: v}, 1.0, layers=(2, 4), positions=(0, 10))]

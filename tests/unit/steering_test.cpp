@@ -7,6 +7,8 @@
 #include <fstream>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "ds4/capture.hpp"
 #include "ds4/error.hpp"
 #include "ds4/extraction.hpp"
@@ -97,15 +99,17 @@ TEST(SteeringOps, FormulasOnOneRow) {
     auto add = run(SteeringOp::Add, 2.0f, v);
     EXPECT_FLOAT_EQ(add[0], 2.2f);
     EXPECT_FLOAT_EQ(add[2], 3.0f);
-    auto proj = run(SteeringOp::Project, 1.0f, v);  // removes the component
+    auto proj = run(SteeringOp::Project, -1.0f, v2);  // removes the component, whatever |v|
     EXPECT_NEAR(proj[0] * 0.6f + proj[1] * 0.8f, 0.0f, 1e-6);
-    auto amp = run(SteeringOp::Project, -1.0f, v);  // doubles it
+    auto amp = run(SteeringOp::Project, 1.0f, v2);  // doubles it
     EXPECT_NEAR(amp[0] * 0.6f + amp[1] * 0.8f, 4.4f, 1e-5);
+    auto half = run(SteeringOp::Project, -0.5f, v);  // halves it
+    EXPECT_NEAR(half[0] * 0.6f + half[1] * 0.8f, 1.1f, 1e-5);
     auto abl = run(SteeringOp::Ablate, 123.0f, v2);  // scale ignored, norm ignored
     EXPECT_NEAR(abl[0] * 0.6f + abl[1] * 0.8f, 0.0f, 1e-6);
     EXPECT_FLOAT_EQ(abl[2], 3.0f);
-    auto cl = run(SteeringOp::Clamp, -1.5f, v2);
-    EXPECT_NEAR(cl[0] * 0.6f + cl[1] * 0.8f, -1.5f, 1e-5);
+    auto cl = run(SteeringOp::Clamp, -1.5f, v2);  // component set to -1.5 |v| = -3
+    EXPECT_NEAR(cl[0] * 0.6f + cl[1] * 0.8f, -3.0f, 1e-5);
     EXPECT_FLOAT_EQ(cl[2], 3.0f);
 }
 
@@ -217,7 +221,7 @@ TEST_F(SteeringTest, HooksSeeTheSameValuesInPrefillAndDecode) {
 TEST_F(SteeringTest, OrderOfCompositionIsRegistrationOrder) {
     const auto toks = random_tokens(40, cfg().n_vocab, 8);
     SteeringVector add = all_layers(SteeringSite::FfnOut, SteeringOp::Add, 3.0f, 11);
-    SteeringVector proj(cfg().n_layer, cfg().n_embd, SteeringSite::FfnOut, SteeringOp::Project, 1.0f);
+    SteeringVector proj(cfg().n_layer, cfg().n_embd, SteeringSite::FfnOut, SteeringOp::Project, -1.0f);  // removes the component
     for (int l = 0; l < cfg().n_layer; ++l) proj.set_direction(l, add.direction(l));  // same direction
     const auto add_then_proj = run(toks, {add, proj});
     const auto proj_then_add = run(toks, {proj, add});
@@ -423,7 +427,8 @@ TEST_F(SteeringTest, FilesRoundTripInEveryFormat) {
     EXPECT_EQ(rf.site(), SteeringSite::FfnOut);
     EXPECT_EQ(rf.op(), SteeringOp::Project);
     EXPECT_EQ(rf.layers(), f.layers());
-    EXPECT_EQ(max_abs_diff(rf.direction(3), f.direction(3)), 0.0f);
+    EXPECT_LE(max_abs_diff(rf.direction(3), f.direction(3)), 1e-6f);  // unit rows, as written
+    EXPECT_FLOAT_EQ(rf.scale(), 1.0f);                                // through the sidecar
     EXPECT_THROW(v.save_ds4_f32(p2), Error);  // another meaning: refused
 
     // llama.cpp control vector: add at layer output, block 0 impossible.
@@ -497,4 +502,154 @@ TEST_F(SteeringTest, MalformedFilesAreRejected) {
     const auto size = std::filesystem::file_size(p);
     std::filesystem::resize_file(p, size - 10);
     EXPECT_THROW(SteeringVector::load(p), Error);
+}
+
+// The reference engine edits y <- y - r v (v.y) with its --dir-steering-ffn /
+// --dir-steering-attn scale r and a unit row v; this SDK's project scale is
+// s = -r. A file written the reference tools' way, with and without its JSON
+// sidecar, must edit rows exactly as that formula does.
+TEST_F(SteeringTest, F32FilesFollowTheReferenceEnginesSignConvention) {
+    const auto dir = test_support::model_dir();
+    const std::string path = (dir / "ref.f32").string(), json_path = (dir / "ref.json").string();
+    std::vector<float> rows(static_cast<size_t>(cfg().n_layer * cfg().n_embd), 0.0f);
+    const auto u = random_unit(cfg().n_embd, 31);
+    std::copy(u.begin(), u.end(), rows.begin() + 2 * cfg().n_embd);  // layer 2 only
+    {
+        std::ofstream o(path, std::ios::binary);
+        o.write(reinterpret_cast<const char*>(rows.data()), static_cast<long>(rows.size() * 4));
+    }
+    const auto y0 = random_unit(cfg().n_embd, 32);
+    auto edited_by_reference = [&](double r) {
+        double d = 0;
+        for (size_t i = 0; i < u.size(); ++i) d += static_cast<double>(u[i]) * y0[i];
+        std::vector<float> y = y0;
+        for (size_t i = 0; i < u.size(); ++i) y[i] = static_cast<float>(y[i] - r * u[i] * d);
+        return y;
+    };
+    auto edited_by_import = [&]() {
+        const SteeringVector v = SteeringVector::load_any(path, *model_);
+        std::vector<float> y = y0;
+        apply_steering_op(v.op(), v.scale(), v.direction(2), y.data(), 1, cfg().n_embd, cfg().n_embd);
+        return std::pair{v, y};
+    };
+    std::filesystem::remove(json_path);
+    {  // no sidecar: the engine's default for a file given alone, ffn r = 1
+        const auto [v, y] = edited_by_import();
+        EXPECT_EQ(v.site(), SteeringSite::FfnOut);
+        EXPECT_EQ(v.layers(), std::vector<int>{2});
+        EXPECT_LE(max_abs_diff(y, edited_by_reference(1.0)), 1e-5f);
+    }
+    for (const double r : {-1.5, 0.5, 2.0}) {  // the reference tool's sidecar with a scale
+        std::ofstream(json_path) << nlohmann::json{{"format", "ds4-directional-steering-v1"},
+                                                   {"shape", {cfg().n_layer, cfg().n_embd}},
+                                                   {"component", "attn_out"},
+                                                   {"scale", r}}
+                                        .dump();
+        const auto [v, y] = edited_by_import();
+        EXPECT_EQ(v.site(), SteeringSite::AttnOut);
+        EXPECT_FLOAT_EQ(v.scale(), static_cast<float>(-r));
+        EXPECT_LE(max_abs_diff(y, edited_by_reference(r)), 1e-5f) << "r = " << r;
+        // ...and written back, the sidecar holds the engine's scale again.
+        v.save_ds4_f32((dir / "back.f32").string());
+        std::ifstream js((dir / "back.json").string());
+        const auto j = nlohmann::json::parse(js);
+        EXPECT_EQ(j["component"], "attn_out");
+        EXPECT_NEAR(j["scale"].get<double>(), r, 1e-6);
+    }
+    // A sidecar for another shape or site is refused, naming the key.
+    std::ofstream(json_path) << R"({"format": "ds4-directional-steering-v1", "shape": [3, 7]})";
+    try {
+        SteeringVector::load_any(path, *model_);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("shape"), std::string::npos) << e.what();
+    }
+    std::ofstream(json_path) << R"({"component": "layer_out"})";
+    EXPECT_THROW(SteeringVector::load_any(path, *model_), Error);
+    std::filesystem::remove(json_path);
+}
+
+TEST_F(SteeringTest, ExportsRefuseWhatTheirFormatCannotHoldUnlessLossy) {
+    const auto dir = test_support::model_dir();
+    const std::string cv = (dir / "cv2.gguf").string(), f32 = (dir / "p2.f32").string();
+    SteeringVector c = all_layers(SteeringSite::LayerOut, SteeringOp::Add, 1.5f, 40);
+    c.set_layer_range(2, 4);
+    // Layers outside the range are not written; the scale is baked in.
+    EXPECT_TRUE(c.save_control_vector(cv, {}).empty());
+    const SteeringVector rc = SteeringVector::load_control_vector(cv, cfg().n_layer);
+    EXPECT_EQ(rc.layers(), (std::vector<int>{2, 3, 4}));
+    EXPECT_NEAR(rc.direction(3)[5], 1.5f * c.direction(3)[5], 1e-6);
+    // A position policy, another op or site: refused, then written when lossy, with the list of what was dropped.
+    c.positions = PositionPolicy::generated();
+    try {
+        c.save_control_vector(cv, {});
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("position policy"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(c.save_control_vector(cv, {.allow_lossy = true}).size(), 1u);
+    SteeringVector f = all_layers(SteeringSite::FfnOut, SteeringOp::Add, 1.0f, 41);
+    f.set_layer_range(1, 3);
+    EXPECT_THROW(f.save_control_vector(cv, {}), Error);
+    const auto dropped = f.save_control_vector(cv, {.allow_lossy = true});
+    ASSERT_EQ(dropped.size(), 1u);
+    EXPECT_NE(dropped[0].find("ffn_out"), std::string::npos);
+    // .f32: a projection only; zero rows outside the layer range; a policy is lossy.
+    EXPECT_THROW(f.save_ds4_f32(f32, {.allow_lossy = true}), Error);  // add cannot be written at all
+    SteeringVector p = all_layers(SteeringSite::FfnOut, SteeringOp::Project, -0.5f, 42);
+    p.set_layer_range(1, 3);
+    p.positions = PositionPolicy::prompt();
+    EXPECT_THROW(p.save_ds4_f32(f32, {}), Error);
+    EXPECT_EQ(p.save_ds4_f32(f32, {.allow_lossy = true}).size(), 1u);
+    const SteeringVector rp = SteeringVector::load_any(f32, *model_);
+    EXPECT_EQ(rp.layers(), (std::vector<int>{1, 2, 3}));
+    EXPECT_FLOAT_EQ(rp.scale(), -0.5f);
+}
+
+TEST_F(SteeringTest, OwnFormatKeepsEverythingAndReadsFormatOne) {
+    const auto dir = test_support::model_dir();
+    SteeringVector v = all_layers(SteeringSite::LayerOut, SteeringOp::Add, 0.75f, 50);
+    v.clear_direction(0);
+    v.set_layer_range(2, 4);
+    v.positions = PositionPolicy::final_answer();
+    v.provenance.notes["training_report"] = "setting,scale\n\"layer_out add\",0.75\n";
+    const std::string p = (dir / "keep.ds4steer.gguf").string();
+    v.save(p);
+    const SteeringVector r = SteeringVector::load(p);
+    EXPECT_EQ(r.fingerprint(), v.fingerprint());  // directions, site, op, scale, range, positions
+    EXPECT_EQ(r.positions.kind, PositionPolicy::Kind::FinalAnswer);
+    EXPECT_EQ(r.provenance.notes.at("training_report"), v.provenance.notes.at("training_report"));
+    // A format-1 file: project was y - s v (v.y); with |v| = 2, s = 0.25 removes the component: s' = -1.
+    gguf::Writer w;
+    auto meta = [&](const std::string& k, gguf::Value x) { w.set("ds4steer." + k, std::move(x)); };
+    w.set("general.architecture", gguf::Value::string("ds4-steering"));
+    meta("version", gguf::Value::u32(1));
+    meta("site", gguf::Value::string("ffn_out"));
+    meta("op", gguf::Value::string("project"));
+    meta("scale", gguf::Value::f32(0.25f));
+    meta("width", gguf::Value::u32(static_cast<uint32_t>(cfg().n_embd)));
+    meta("layer_count", gguf::Value::u32(static_cast<uint32_t>(cfg().n_layer)));
+    meta("first_layer", gguf::Value::u32(0));
+    meta("last_layer", gguf::Value::u32(static_cast<uint32_t>(cfg().n_layer - 1)));
+    meta("positions", gguf::Value::string("all"));
+    meta("positions.begin", gguf::Value::i64(0));
+    meta("positions.end", gguf::Value::i64(1000));
+    meta("method", gguf::Value::string("mean_diff"));
+    meta("model_fingerprint", gguf::Value::u64(0));
+    meta("model_name", gguf::Value::string(""));
+    meta("recommended_scale", gguf::Value::f32(0));
+    meta("prompt_set_hashes", gguf::Value::array(gguf::ValueType::U64, {}));
+    auto d = random_unit(cfg().n_embd, 51);
+    for (float& x : d) x *= 2;
+    w.add_tensor_f32("direction.1", {static_cast<uint64_t>(cfg().n_embd)}, d);
+    const std::string p1 = (dir / "v1.ds4steer.gguf").string();
+    w.write(p1);
+    const SteeringVector r1 = SteeringVector::load(p1);
+    EXPECT_EQ(r1.op(), SteeringOp::Project);
+    EXPECT_NEAR(r1.scale(), -1.0f, 1e-5);
+    std::vector<float> y = random_unit(cfg().n_embd, 52);
+    apply_steering_op(r1.op(), r1.scale(), r1.direction(1), y.data(), 1, cfg().n_embd, cfg().n_embd);
+    double along = 0;
+    for (size_t i = 0; i < y.size(); ++i) along += static_cast<double>(y[i]) * d[i];
+    EXPECT_NEAR(along, 0.0, 1e-5);
 }
