@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: installs the dependencies, builds ds4, and runs the steering
-# demo — extraction of a terseness direction with generations at several
+# demo — a terseness vector trained with train_steering's defaults, with generations at several
 # scales, then the refusal direction with ablation and an orthogonalized
 # model — on the trained demo model in data/demo-model (see README). An
 # argument names another model folder (ds4-demo-q2.gguf + prompts.tsv).

@@ -168,6 +168,7 @@ struct SteeringTrial {
     bool coherent = true;
     bool chosen = false;
     bool confirmation = false;  // measured again on confirm_prompts
+    std::string note;           // why a row was not measured (e.g. the sides do not differ there)
     int prompts = 0;
     int64_t tokens = 0;   // tokens evaluated for this row (prefill + generation)
     double seconds = 0;

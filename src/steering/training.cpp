@@ -370,7 +370,15 @@ TrainedSteering train_steering(const std::shared_ptr<const Model>& model, const 
     int best = -1;
     for (size_t ci = 0; ci < candidates.size() && !over_budget(t); ++ci) {
         built.push_back(build(t, candidates[ci], captures.at(key_of(candidates[ci]))));
-        if (built.back().vector.layers().empty()) continue;
+        if (built.back().vector.layers().empty()) {
+            SteeringTrial row;
+            row.candidate = candidates[ci].label();
+            row.candidate_index = static_cast<int>(ci);
+            row.coherent = false;
+            row.note = "no direction: the two sides give the same activations there";
+            out.report.push_back(row);
+            continue;
+        }
         double previous_effect = 0;
         for (float s : ladder(o, built.back().vector)) {
             t.progress("search", static_cast<int64_t>(ci), static_cast<int64_t>(candidates.size()),
@@ -431,8 +439,8 @@ std::string TrainedSteering::table() const {
     s += buf;
     auto metric = [](double v, bool measured) {
         char m[32];
-        std::snprintf(m, sizeof m, measured ? "%9.4f" : "%9s", measured ? v : 0.0);
-        if (!measured) std::snprintf(m, sizeof m, "%9s", "-");
+        if (measured) std::snprintf(m, sizeof m, "%9.4f", v);
+        else std::snprintf(m, sizeof m, "%9s", "-");
         return std::string(m);
     };
     for (const SteeringTrial& r : report) {
@@ -440,7 +448,11 @@ std::string TrainedSteering::table() const {
                       static_cast<double>(r.scale), metric(r.metric_negative, r.coherent).c_str(), r.metric_base,
                       metric(r.metric_positive, r.coherent).c_str(), r.effect, r.kl, r.prompts,
                       static_cast<long long>(r.tokens), r.seconds,
-                      r.confirmation ? "  confirm" : r.chosen ? "  <- chosen" : !r.coherent ? "  incoherent" : "");
+                      r.confirmation ? "  confirm"
+                      : r.chosen     ? "  <- chosen"
+                      : !r.note.empty() ? ("  " + r.note).c_str()
+                      : !r.coherent  ? "  incoherent"
+                                     : "");
         s += buf;
     }
     return s;
@@ -448,12 +460,13 @@ std::string TrainedSteering::table() const {
 
 std::string TrainedSteering::csv() const {
     std::string s = "setting,scale,metric_negative,metric_base,metric_positive,effect,kl,coherent,chosen,confirmation,"
-                    "prompts,tokens,seconds\n";
+                    "prompts,tokens,seconds,note\n";
     char buf[320];
     for (const SteeringTrial& r : report) {
-        std::snprintf(buf, sizeof buf, "\"%s\",%g,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%d,%d,%d,%lld,%.3f\n", r.candidate.c_str(),
-                      static_cast<double>(r.scale), r.metric_negative, r.metric_base, r.metric_positive, r.effect, r.kl,
-                      r.coherent, r.chosen, r.confirmation, r.prompts, static_cast<long long>(r.tokens), r.seconds);
+        std::snprintf(buf, sizeof buf, "\"%s\",%g,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%d,%d,%d,%lld,%.3f,\"%s\"\n",
+                      r.candidate.c_str(), static_cast<double>(r.scale), r.metric_negative, r.metric_base,
+                      r.metric_positive, r.effect, r.kl, r.coherent, r.chosen, r.confirmation, r.prompts,
+                      static_cast<long long>(r.tokens), r.seconds, r.note.c_str());
         s += buf;
     }
     return s;
