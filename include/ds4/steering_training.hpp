@@ -126,7 +126,8 @@ struct SteeringTrainingOptions {
     BehaviourMetric metric;
     std::vector<SteeringCandidate> candidates;  // empty = default_steering_candidates
     // Scales tried per candidate, smallest first, until one breaks the
-    // coherence guard or the effect stops growing. Add/Clamp: multiples of 1/(steered layers), so that
+    // coherence guard or neither side moves further. Ties in the effect go to
+    // the larger move of both sides together. Add/Clamp: multiples of 1/(steered layers), so that
     // 1 moves the residual by about one measured gap in all; Project: as is.
     std::vector<float> add_scales = {0.5f, 1.0f, 2.0f, 4.0f, 8.0f};
     std::vector<float> project_scales = {0.25f, 0.5f, 1.0f, 2.0f};
@@ -164,6 +165,7 @@ struct SteeringTrial {
     float scale = 0;
     double metric_negative = 0, metric_base = 0, metric_positive = 0;  // at -s, 0, +s
     double effect = 0;    // the score: the metric's move towards the positive side (the weaker side if symmetric)
+    double effect_up = 0, effect_down = 0;  // the move at +s, and away from it at -s
     double kl = 0;        // coherence guard: the KL quantile (the larger of +s and -s)
     bool coherent = true;
     bool chosen = false;

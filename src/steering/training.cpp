@@ -319,12 +319,23 @@ SteeringTrial measure(Trainer& t, const CoherenceGuard& guard, std::span<const E
         remove_steering(t.session, h);
         if (!row.coherent) break;
     }
-    const double up = orient * (row.metric_positive - base);
-    const double down = orient * (base - row.metric_negative);
-    row.effect = row.coherent ? (t.o.symmetric ? std::min(up, down) : up) : 0.0;
+    if (row.coherent) {
+        row.effect_up = orient * (row.metric_positive - base);
+        row.effect_down = t.o.symmetric ? orient * (base - row.metric_negative) : 0.0;
+        row.effect = t.o.symmetric ? std::min(row.effect_up, row.effect_down) : row.effect_up;
+    }
     row.tokens = t.tokens - tokens0;
     row.seconds = seconds_since(t0);
     return row;
+}
+
+// The search's order of preference: a larger effect; on a tie (a small
+// held-out set saturates on one side) the larger move of both sides
+// together; else the candidate earlier in the grid.
+bool better(const SteeringTrial& row, const SteeringTrial* best) {
+    if (!row.coherent || row.effect <= 0) return false;
+    if (!best || row.effect > best->effect) return true;
+    return row.effect == best->effect && row.effect_up + row.effect_down > best->effect_up + best->effect_down;
 }
 
 bool over_budget(const Trainer& t) { return t.o.budget.max_tokens > 0 && t.tokens >= t.o.budget.max_tokens; }
@@ -379,7 +390,7 @@ TrainedSteering train_steering(const std::shared_ptr<const Model>& model, const 
             out.report.push_back(row);
             continue;
         }
-        double previous_effect = 0;
+        SteeringTrial previous;
         for (float s : ladder(o, built.back().vector)) {
             t.progress("search", static_cast<int64_t>(ci), static_cast<int64_t>(candidates.size()),
                        candidates[ci].label() + " scale " + std::to_string(s));
@@ -387,11 +398,12 @@ TrainedSteering train_steering(const std::shared_ptr<const Model>& model, const 
             row.candidate = candidates[ci].label();
             row.candidate_index = static_cast<int>(ci);
             out.report.push_back(row);
-            if (row.coherent && row.effect > 0 && (best < 0 || row.effect > out.report[static_cast<size_t>(best)].effect))
+            if (better(row, best < 0 ? nullptr : &out.report[static_cast<size_t>(best)]))
                 best = static_cast<int>(out.report.size() - 1);
-            // Up the ladder while the guard holds and the effect still grows.
-            const bool saturated = row.effect > 0 && row.effect <= previous_effect;
-            previous_effect = row.effect;
+            // Up the ladder while the guard holds and either side still moves.
+            const bool saturated = row.effect > 0 && row.effect_up <= previous.effect_up &&
+                                   row.effect_down <= previous.effect_down;
+            previous = row;
             if (!row.coherent || saturated || over_budget(t)) break;
         }
     }

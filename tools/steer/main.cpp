@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "ds4/ds4.hpp"
 
 namespace {
@@ -129,10 +131,15 @@ void read_heldout(ds4::SteeringDataset& d, const std::string& path, bool neutral
     }
 }
 
-// One line on stderr, redrawn in place.
+// One line on stderr, redrawn in place (a line per stage when stderr is not a terminal).
 class ProgressBar {
 public:
     bool operator()(const ds4::SteeringTrainingProgress& p) {
+        if (!tty_) {
+            if (p.stage != stage_) std::fprintf(stderr, "ds4-steer: %s\n", p.stage.c_str());
+            stage_ = p.stage;
+            return true;
+        }
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
         const int width = 30;
         const int filled = p.total > 0 ? static_cast<int>(width * p.done / p.total) : 0;
@@ -143,9 +150,13 @@ public:
         std::fflush(stderr);
         return true;
     }
-    ~ProgressBar() { std::fprintf(stderr, "\r\033[K"); }
+    ~ProgressBar() {
+        if (tty_) std::fprintf(stderr, "\r\033[K");
+    }
 
 private:
+    bool tty_ = isatty(STDERR_FILENO) != 0;
+    std::string stage_;
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
@@ -213,7 +224,6 @@ int main(int argc, char** argv) {
         ProgressBar bar;
         o.progress = std::ref(bar);
         const ds4::TrainedSteering t = ds4::train_steering(model, data, o);
-        std::fprintf(stderr, "\r\033[K");
         std::printf("%s", t.table().c_str());
         std::printf("%zu pairs, %zu held-out prompts: %lld tokens evaluated in %.1f s\n", data.pairs.size(),
                     data.heldout.size(), static_cast<long long>(t.tokens), t.seconds);
