@@ -4,10 +4,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+#include <sstream>
 
 #include "core/error_internal.hpp"
+#include "core/file_io.hpp"
 #include "ds4/gguf.hpp"
 #include "ds4/model.hpp"
 #include "ds4/steering.hpp"
@@ -71,6 +71,21 @@ std::vector<float> f32_tensor(const gguf::File& f, const gguf::TensorInfo& t, in
             fail(ErrorCode::InvalidArgument, "%s: tensor '%s' has a non-finite value at index %zu", f.path().c_str(),
                  t.name.c_str(), i);
     return v;
+}
+
+// The model shape a caller passes to a loader: what a ds4 steering file may declare.
+constexpr int kMaxLayers = 4096, kMaxWidth = 1 << 24;
+
+void check_layer_count(const std::string& path, int n_layer) {
+    if (n_layer < 1 || n_layer > kMaxLayers)
+        fail(ErrorCode::InvalidArgument, "%s: cannot load for a model of %d layers (1..%d)", path.c_str(), n_layer,
+             kMaxLayers);
+}
+
+void check_width(const std::string& path, int width) {
+    if (width < 1 || width > kMaxWidth)
+        fail(ErrorCode::InvalidArgument, "%s: cannot load for a model of width %d (1..%d)", path.c_str(), width,
+             kMaxWidth);
 }
 
 bool is_zero(const std::vector<float>& v) {
@@ -166,14 +181,15 @@ SteeringVector SteeringVector::load(const std::string& path) {
 }
 
 SteeringVector SteeringVector::load_ds4_f32(const std::string& path, int n_layer, int width) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(ErrorCode::IoError, "%s: cannot open", path.c_str());
-    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    check_layer_count(path, n_layer);
+    check_width(path, width);
+    const detail::InputFile in(path, "ds4 .f32 direction file");
     const size_t want = static_cast<size_t>(n_layer) * static_cast<size_t>(width) * sizeof(float);
-    if (bytes.size() != want)
+    if (in.size() != want)
         fail(ErrorCode::InvalidArgument,
-             "%s: a ds4 .f32 direction file for this model must be %d layers x %d floats = %zu bytes, not %zu",
-             path.c_str(), n_layer, width, want, bytes.size());
+             "%s: a ds4 .f32 direction file for this model must be %d layers x %d floats = %zu bytes, not %llu",
+             path.c_str(), n_layer, width, want, static_cast<unsigned long long>(in.size()));
+    const std::vector<uint8_t> bytes = in.read_all();
     // Its meaning in the reference engine: y <- y - s v (v.y) at the FFN output, rows = layers 0..L-1.
     SteeringVector v(n_layer, width, SteeringSite::FfnOut, SteeringOp::Project, 1.0f);
     v.provenance.method = "import:ds4-f32";
@@ -197,22 +213,24 @@ void SteeringVector::save_ds4_f32(const std::string& path) const {
     std::vector<float> all(static_cast<size_t>(n_layer_) * width_, 0.0f);
     for (int l : layers()) std::copy(dirs_[static_cast<size_t>(l)].begin(), dirs_[static_cast<size_t>(l)].end(),
                                      all.begin() + static_cast<long>(l) * width_);
-    {
-        std::ofstream out(path, std::ios::binary);
-        out.write(reinterpret_cast<const char*>(all.data()), static_cast<long>(all.size() * sizeof(float)));
-        if (!out) fail(ErrorCode::IoError, "%s: write failed", path.c_str());
-    }
     // The JSON sidecar the reference tools write (the engine ignores it).
     std::string json_path = path;
     if (json_path.size() > 4 && json_path.substr(json_path.size() - 4) == ".f32") json_path.resize(json_path.size() - 4);
     json_path += ".json";
-    std::ofstream js(json_path);
+    std::ostringstream js;
     js << "{\n  \"format\": \"ds4-directional-steering-v1\",\n  \"shape\": [" << n_layer_ << ", " << width_
        << "],\n  \"component\": \"ffn_out\",\n  \"method\": \"" << provenance.method
        << "\",\n  \"note\": \"positive scale suppresses the direction\"\n}\n";
+    // Both written in full before either replaces its file.
+    detail::AtomicFileWriter data(path), sidecar(json_path);
+    data.write(all.data(), all.size() * sizeof(float));
+    sidecar.write(js.str().data(), js.str().size());
+    data.commit();
+    sidecar.commit();
 }
 
 SteeringVector SteeringVector::load_control_vector(const std::string& path, int n_layer) {
+    check_layer_count(path, n_layer);
     const gguf::File f = gguf::File::open(path);
     if (const Value* arch = f.find("general.architecture"); arch && arch->is_string() && arch->as_string() == kArch)
         fail(ErrorCode::InvalidArgument, "%s: this is a ds4 steering file; load it with SteeringVector::load",
@@ -271,11 +289,10 @@ void SteeringVector::save_control_vector(const std::string& path) const {
 }
 
 SteeringVector SteeringVector::load_any(const std::string& path, const Model& model) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(ErrorCode::IoError, "%s: cannot open", path.c_str());
+    const detail::InputFile in(path, "steering vector");
     char magic[4] = {};
-    in.read(magic, 4);
-    if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) {
+    if (in.size() >= 4) in.read_at(0, magic, 4);
+    if (std::memcmp(magic, "GGUF", 4) == 0) {
         const gguf::File f = gguf::File::open(path);
         const Value* arch = f.find("general.architecture");
         if (arch && arch->is_string() && arch->as_string() == kArch) return load(path);
