@@ -70,23 +70,53 @@ private:
     sighandler_t old_handler_;
 };
 
-// Caps this process's address space at what it maps now plus `headroom`
-// bytes. Meant for a death-test child: an allocation beyond the cap throws
-// std::bad_alloc instead of exhausting the host.
-inline void cap_address_space(uint64_t headroom) {
-    std::ifstream statm("/proc/self/statm");
-    uint64_t pages = 0;
-    statm >> pages;
-    rlimit r{};
-    ::getrlimit(RLIMIT_AS, &r);
-    r.rlim_cur = pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) + headroom;
-    ::setrlimit(RLIMIT_AS, &r);
-}
-
 #if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;  // its shadow memory needs an uncapped address space
+constexpr bool kAddressSanitizer = true;
 #else
 constexpr bool kAddressSanitizer = false;
 #endif
+
+// Caps the memory of a death-test child (death_test_style "threadsafe": the
+// child is a new run of the test binary), so that an allocation past the cap
+// fails instead of exhausting the host. Without ASan the child caps its
+// address space at what it maps plus `bytes` (apply_in_child, RLIMIT_AS:
+// std::bad_alloc); ASan needs its address space for shadow memory, so there
+// the child's ASan is told to abort on any single allocation over `bytes`.
+class ChildMemoryCap {
+public:
+    explicit ChildMemoryCap(uint64_t bytes) : bytes_(bytes) {
+        ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+        if (!kAddressSanitizer) return;
+        const char* old = std::getenv("ASAN_OPTIONS");
+        if (old) old_asan_options_ = old;
+        const std::string cap = "max_allocation_size_mb=" + std::to_string(bytes >> 20);
+        ::setenv("ASAN_OPTIONS", (old ? old_asan_options_ + ":" + cap : cap).c_str(), 1);
+    }
+    ~ChildMemoryCap() {
+        if (!kAddressSanitizer) return;
+        if (old_asan_options_.empty()) {
+            ::unsetenv("ASAN_OPTIONS");
+        } else {
+            ::setenv("ASAN_OPTIONS", old_asan_options_.c_str(), 1);
+        }
+    }
+    ChildMemoryCap(const ChildMemoryCap&) = delete;
+    ChildMemoryCap& operator=(const ChildMemoryCap&) = delete;
+
+    void apply_in_child() const {
+        if (kAddressSanitizer) return;
+        std::ifstream statm("/proc/self/statm");
+        uint64_t pages = 0;
+        statm >> pages;
+        rlimit r{};
+        ::getrlimit(RLIMIT_AS, &r);
+        r.rlim_cur = pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) + bytes_;
+        ::setrlimit(RLIMIT_AS, &r);
+    }
+
+private:
+    uint64_t bytes_;
+    std::string old_asan_options_;
+};
 
 }  // namespace ds4::test_support
