@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git
-  libeigen3-dev nlohmann-json3-dev libcli11-dev libopenblas-dev libomp-dev libzstd-dev libhwloc-dev libicu-dev
+  libeigen3-dev nlohmann-json3-dev libcli11-dev libopenblas-dev libomp-dev libzstd-dev libxxhash-dev libhwloc-dev libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-torch libtcmalloc-minimal4
 )

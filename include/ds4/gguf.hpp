@@ -177,7 +177,8 @@ public:
     using Filler = std::function<void(std::span<uint8_t> out)>;
     void add_tensor_deferred(std::string name, DType type, std::vector<uint64_t> shape, Filler fill);
 
-    // Write to a file (atomically: a temporary file renamed into place).
+    // Write to a file atomically (a uniquely named temporary file in the same
+    // folder, synced and renamed into place): never left partial.
     void write(const std::string& path) const;
     // Serialize to memory.
     std::vector<uint8_t> to_bytes() const;

@@ -129,7 +129,11 @@ public:
     // (unless allowed), or ContextFull if it does not fit.
     void restore(const Snapshot& snapshot, const RestoreOptions& options);
     void restore(const Snapshot& snapshot) { restore(snapshot, RestoreOptions{}); }
-    // Files: zstd-compressed snapshot with a versioned header.
+    // Files (docs/snapshots.md): a header declaring every size, checked
+    // against the model and this session's context before anything else is
+    // read, then the zstd-compressed state, under an XXH3-64 checksum.
+    // save() replaces `path` atomically; load() throws a ds4::Error naming
+    // the file for anything wrong with it (the session is then unchanged).
     void save(const std::string& path) const;
     void load(const std::string& path, const RestoreOptions& options);
     void load(const std::string& path) { load(path, RestoreOptions{}); }

@@ -387,7 +387,8 @@ void Session::save(const std::string& path) const {
 
 void Session::load(const std::string& path, const RestoreOptions& options) {
     Snapshot s;
-    engine::read_snapshot_file(path, *s.impl_, impl_->cfg);
+    engine::read_snapshot_file(path, *s.impl_,
+                               {impl_->cfg, impl_->model->fingerprint(), impl_->options.context_size});
     restore(s, options);
 }
 

@@ -289,7 +289,7 @@ File File::open(const std::string& path, const OpenOptions& options) {
     auto impl = std::make_shared<Impl>();
     impl->path = path;
     impl->map = std::make_unique<Mapping>();
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO is refused, not waited on
     if (fd < 0) fail(ErrorCode::IoError, "%s: cannot open: %s", path.c_str(), std::strerror(errno));
     struct stat st {};
     if (fstat(fd, &st) != 0) {

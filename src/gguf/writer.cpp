@@ -1,12 +1,8 @@
 // gguf::Writer — writes GGUF v3 files.
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <memory>
 
 #include "core/error_internal.hpp"
+#include "core/file_io.hpp"
 #include "ds4/gguf.hpp"
 
 namespace ds4 {
@@ -34,18 +30,12 @@ private:
 
 class FileSink {
 public:
-    FileSink(FILE* f, const std::string& path) : f_(f), path_(path) {}
-    void write(const void* p, size_t n) {
-        if (n && std::fwrite(p, 1, n, f_) != n)
-            fail(ErrorCode::IoError, "%s: write failed: %s", path_.c_str(), std::strerror(errno));
-        pos_ += n;
-    }
-    uint64_t pos() const { return pos_; }
+    explicit FileSink(detail::AtomicFileWriter& out) : out_(out) {}
+    void write(const void* p, size_t n) { out_.write(p, n); }
+    uint64_t pos() const { return out_.bytes_written(); }
 
 private:
-    FILE* f_;
-    const std::string& path_;
-    uint64_t pos_ = 0;
+    detail::AtomicFileWriter& out_;
 };
 
 template <class Sink, class T>
@@ -202,25 +192,10 @@ std::vector<uint8_t> Writer::to_bytes() const {
 }
 
 void Writer::write(const std::string& path) const {
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) fail(ErrorCode::IoError, "%s: cannot create: %s", tmp.c_str(), std::strerror(errno));
-    std::unique_ptr<FILE, int (*)(FILE*)> guard(f, &std::fclose);
-    try {
-        FileSink s(f, tmp);
-        emit(s);
-        if (std::fflush(f) != 0) fail(ErrorCode::IoError, "%s: flush failed: %s", tmp.c_str(), std::strerror(errno));
-    } catch (...) {
-        guard.reset();
-        std::remove(tmp.c_str());
-        throw;
-    }
-    guard.reset();
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int e = errno;
-        std::remove(tmp.c_str());
-        fail(ErrorCode::IoError, "%s: cannot rename into place: %s", path.c_str(), std::strerror(e));
-    }
+    detail::AtomicFileWriter out(path);
+    FileSink s(out);
+    emit(s);
+    out.commit();
 }
 
 }  // namespace gguf

@@ -7,14 +7,17 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "core/error_internal.hpp"
+#include "core/file_io.hpp"
 #include "core/log_internal.hpp"
 
 namespace ds4::placement {
 
 namespace {
+
+// hwloc's XML of a large machine is a few MiB.
+constexpr uint64_t kMaxTopologyXml = uint64_t{256} << 20;
 
 struct TopoGuard {
     hwloc_topology_t t = nullptr;
@@ -101,10 +104,8 @@ std::shared_ptr<const Topology> Topology::load_xml(const std::string& xml, std::
 }
 
 std::shared_ptr<const Topology> Topology::from_xml_file(const std::string& path, const TopologyOptions& options) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) detail::fail(ErrorCode::IoError, "cannot open topology XML '%s'", path.c_str());
-    std::string xml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return load_xml(xml, "xml:" + path, options);
+    const std::vector<uint8_t> xml = detail::read_file(path, "topology XML", kMaxTopologyXml);
+    return load_xml(std::string(xml.begin(), xml.end()), "xml:" + path, options);
 }
 
 std::shared_ptr<const Topology> Topology::from_synthetic(const std::string& description, const TopologyOptions& options) {

@@ -4,12 +4,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+#include <filesystem>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error_internal.hpp"
+#include "core/file_io.hpp"
 #include "core/log_internal.hpp"
 #include "ds4/gguf.hpp"
 #include "ds4/model.hpp"
@@ -77,6 +78,21 @@ std::vector<float> f32_tensor(const gguf::File& f, const gguf::TensorInfo& t, in
             fail(ErrorCode::InvalidArgument, "%s: tensor '%s' has a non-finite value at index %zu", f.path().c_str(),
                  t.name.c_str(), i);
     return v;
+}
+
+// The model shape a caller passes to a loader: what a ds4 steering file may declare.
+constexpr int kMaxLayers = 4096, kMaxWidth = 1 << 24;
+
+void check_layer_count(const std::string& path, int n_layer) {
+    if (n_layer < 1 || n_layer > kMaxLayers)
+        fail(ErrorCode::InvalidArgument, "%s: cannot load for a model of %d layers (1..%d)", path.c_str(), n_layer,
+             kMaxLayers);
+}
+
+void check_width(const std::string& path, int width) {
+    if (width < 1 || width > kMaxWidth)
+        fail(ErrorCode::InvalidArgument, "%s: cannot load for a model of width %d (1..%d)", path.c_str(), width,
+             kMaxWidth);
 }
 
 bool is_zero(const std::vector<float>& v) {
@@ -154,11 +170,11 @@ struct SidecarMeaning {
 SidecarMeaning read_sidecar(const std::string& f32_path, int n_layer, int width) {
     SidecarMeaning m;
     const std::string path = sidecar_path(f32_path);
-    std::ifstream in(path);
-    if (!in) return m;
+    if (!std::filesystem::exists(path)) return m;
+    const std::vector<uint8_t> text = detail::read_file(path, "steering JSON sidecar", 1u << 20);
     nlohmann::json j;
     try {
-        j = nlohmann::json::parse(in);
+        j = nlohmann::json::parse(text.begin(), text.end());
     } catch (const nlohmann::json::exception& e) {
         fail(ErrorCode::CorruptFile, "%s: not valid JSON (%s)", path.c_str(), e.what());
     }
@@ -277,14 +293,15 @@ SteeringVector SteeringVector::load(const std::string& path) {
 }
 
 SteeringVector SteeringVector::load_ds4_f32(const std::string& path, int n_layer, int width) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(ErrorCode::IoError, "%s: cannot open", path.c_str());
-    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    check_layer_count(path, n_layer);
+    check_width(path, width);
+    const detail::InputFile in(path, "ds4 .f32 direction file");
     const size_t want = static_cast<size_t>(n_layer) * static_cast<size_t>(width) * sizeof(float);
-    if (bytes.size() != want)
+    if (in.size() != want)
         fail(ErrorCode::InvalidArgument,
-             "%s: a ds4 .f32 direction file for this model must be %d layers x %d floats = %zu bytes, not %zu",
-             path.c_str(), n_layer, width, want, bytes.size());
+             "%s: a ds4 .f32 direction file for this model must be %d layers x %d floats = %zu bytes, not %llu",
+             path.c_str(), n_layer, width, want, static_cast<unsigned long long>(in.size()));
+    const std::vector<uint8_t> bytes = in.read_all();
     // Its meaning in the reference engine: y <- y - r v (v.y) at the site, rows
     // = layers 0..L-1; this SDK's project scale is s = -r (for unit rows).
     const SidecarMeaning meaning = read_sidecar(path, n_layer, width);
@@ -319,11 +336,6 @@ std::vector<std::string> SteeringVector::save_ds4_f32(const std::string& path, c
             const auto u = unit(direction(l));
             std::copy(u.begin(), u.end(), all.begin() + static_cast<std::ptrdiff_t>(l) * width_);
         }
-    {
-        std::ofstream out(path, std::ios::binary);
-        out.write(reinterpret_cast<const char*>(all.data()), static_cast<long>(all.size() * sizeof(float)));
-        if (!out) fail(ErrorCode::IoError, "%s: write failed", path.c_str());
-    }
     // The sidecar the reference tools write, with the scale in the engine's
     // convention (r = -s; ablate is r = 1).
     const double reference_scale = op_ == SteeringOp::Ablate ? 1.0 : -static_cast<double>(scale_);
@@ -335,15 +347,18 @@ std::vector<std::string> SteeringVector::save_ds4_f32(const std::string& path, c
         {"method", provenance.method},
         {"model", provenance.model_name},
         {"note", "positive scale suppresses the direction; scale is the --dir-steering-ffn/--dir-steering-attn value"}};
-    const std::string json_path = sidecar_path(path);
-    std::ofstream js(json_path);
-    js << j.dump(2) << "\n";
-    js.close();
-    if (!js) fail(ErrorCode::IoError, "%s: write failed", json_path.c_str());
+    const std::string json = j.dump(2) + "\n";
+    // Both written in full before either replaces its file.
+    detail::AtomicFileWriter data(path), sidecar(sidecar_path(path));
+    data.write(all.data(), all.size() * sizeof(float));
+    sidecar.write(json.data(), json.size());
+    data.commit();
+    sidecar.commit();
     return dropped;
 }
 
 SteeringVector SteeringVector::load_control_vector(const std::string& path, int n_layer) {
+    check_layer_count(path, n_layer);
     const gguf::File f = gguf::File::open(path);
     if (const Value* arch = f.find("general.architecture"); arch && arch->is_string() && arch->as_string() == kArch)
         fail(ErrorCode::InvalidArgument, "%s: this is a ds4 steering file; load it with SteeringVector::load",
@@ -411,11 +426,10 @@ std::vector<std::string> SteeringVector::save_control_vector(const std::string& 
 }
 
 SteeringVector SteeringVector::load_any(const std::string& path, const Model& model) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(ErrorCode::IoError, "%s: cannot open", path.c_str());
+    const detail::InputFile in(path, "steering vector");
     char magic[4] = {};
-    in.read(magic, 4);
-    if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) {
+    if (in.size() >= 4) in.read_at(0, magic, 4);
+    if (std::memcmp(magic, "GGUF", 4) == 0) {
         const gguf::File f = gguf::File::open(path);
         const Value* arch = f.find("general.architecture");
         if (arch && arch->is_string() && arch->as_string() == kArch) return load(path);
