@@ -1,0 +1,156 @@
+// Issue 27: nothing an input or a callback does may crash, hang or exhaust
+// the host. Hooks that edit the hook list or call back into their session,
+// moved-from objects, absurd options, metadata that would size every
+// session, override patterns, a model file truncated under the mapping and
+// a fork()ed child.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <random>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "ds4/error.hpp"
+#include "ds4/gguf.hpp"
+#include "ds4/log.hpp"
+#include "ds4/model.hpp"
+#include "ds4/session.hpp"
+#include "engine/session_impl.hpp"
+#include "model/name_pattern.hpp"
+#include "support/models.hpp"
+
+using namespace ds4;
+
+namespace {
+
+std::vector<TokenId> random_tokens(int n, int vocab, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<TokenId> t(static_cast<size_t>(n));
+    for (auto& x : t) x = static_cast<TokenId>(rng() % static_cast<uint64_t>(vocab));
+    return t;
+}
+
+std::vector<float> copy(std::span<const float> a) { return {a.begin(), a.end()}; }
+
+// The message of the ds4::Error `f` throws (fails the test if none).
+std::string error_of(const std::function<void()>& f, ErrorCode* code = nullptr) {
+    try {
+        f();
+    } catch (const Error& e) {
+        if (code) *code = e.code();
+        return e.what();
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "not a ds4::Error: " << e.what();
+        return {};
+    }
+    ADD_FAILURE() << "no error";
+    return {};
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Calls `fn(view)` at every AttnOut point.
+class LambdaHook : public Hook {
+public:
+    explicit LambdaHook(std::function<void(const ActivationView&)> fn) : fn_(std::move(fn)) {}
+    bool wants(HookPoint p, int) const override { return p == HookPoint::AttnOut; }
+    void on_activation(const ActivationView& v) override { fn_(v); }
+
+private:
+    std::function<void(const ActivationView&)> fn_;
+};
+
+struct Counter : Hook {
+    int calls = 0;
+    bool wants(HookPoint p, int) const override { return p == HookPoint::AttnOut; }
+    void on_activation(const ActivationView&) override { ++calls; }
+};
+
+class RobustnessTest : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() { model_ = Model::load(test_support::tiny_model(WeightMix::F32)); }
+    static void TearDownTestSuite() { model_.reset(); }
+    static int vocab() { return model_->config().n_vocab; }
+    static int layers() { return model_->config().n_layer; }
+    static std::shared_ptr<const Model> model_;
+};
+std::shared_ptr<const Model> RobustnessTest::model_;
+
+}  // namespace
+
+// ---- item 6: tensor override patterns -------------------------------------------
+
+TEST(OverridePatterns, MatchLikeStdRegexOnTensorNames) {
+    const char* patterns[] = {
+        "attn_q_a\\.weight$", "^blk\\.2\\.(attn_kv|hc_attn_fn|hc_ffn_fn|attn_norm)\\.weight$", "attn_|shexp|^output",
+        "blk\\.[0-9]+\\.ffn_.*_exps", "blk\\.\\d{1,2}\\.", "^blk\\.(1|3|5)\\.", "[^a-z_.0-9]", "^$", "", "x?",
+        "exps\\.weight$", "(?:gate|up)_exps", "blk\\.1[0-9]?\\.attn", "^.{20,}$", "^.{3}$", "a{2}", "\\w+\\.\\w+$",
+        "[a-c-]", "\\s", "\\S+", "(a|b)*c", "^(blk|output)", "[.]w", "o+u*t?", "x{0,0}y?", "ffn_(gate|up|down)_shexp",
+    };
+    const char* names[] = {
+        "blk.2.attn_q_a.weight", "blk.2.attn_kv.weight", "blk.12.ffn_gate_exps.weight", "output.weight",
+        "output_hc_fn.weight", "token_embd.weight", "blk.1.attn_norm.weight", "blk.3.hc_ffn_fn.weight", "", "a",
+        "aa", "abc", "blk.5.ffn_down_shexp.weight", "blk.17.attn_output_a.weight", "A-B", "xyz", "ccc",
+    };
+    for (const char* p : patterns) {
+        const model::NamePattern mine(p);
+        const std::regex theirs(p, std::regex::ECMAScript);
+        for (const char* n : names)
+            EXPECT_EQ(mine.search(n), std::regex_search(n, theirs)) << "pattern '" << p << "' name '" << n << "'";
+    }
+}
+
+TEST(OverridePatterns, LongNamesAndBacktrackingPatternsRunInLinearTime) {
+    const std::string name(300 * 1024, 'a');
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_TRUE(model::NamePattern(".*").search(name));
+    EXPECT_TRUE(model::NamePattern("^(a|aa)*$").search(name));
+    EXPECT_FALSE(model::NamePattern("(a*)*b").search(name));
+    EXPECT_FALSE(model::NamePattern("^(a+)+$").search(name + "!"));
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
+}
+
+TEST(OverridePatterns, UnsupportedOrOversizedPatternsAreClearErrors) {
+    const std::pair<std::string, const char*> bad[] = {
+        {"(a)\\1", "back-references"},   {"(?=a)", "lookaround"},   {"\\bblk", "word boundaries"},
+        {"([unclosed", "unterminated"},  {"(a", "unmatched '('"},   {"a)", "unmatched ')'"},
+        {"*a", "nothing to repeat"},     {"a**", "nothing to repeat"}, {"a{3,2}", "m < n"},
+        {"a{1001}", "above 1000"},       {"[z-a]", "out of order"}, {"\\q", "\\q"},
+        {std::string(2000, 'a'), "limit is 1024"},
+        {std::string(70, '(') + std::string(70, ')'), "nested deeper"},
+        {"(((a{1000}){1000}){1000})", "states"},
+    };
+    for (const auto& [p, why] : bad) {
+        ErrorCode code{};
+        const std::string msg = error_of([&] { model::NamePattern x(p); }, &code);
+        EXPECT_EQ(code, ErrorCode::InvalidArgument) << msg;
+        EXPECT_TRUE(contains(msg, why)) << "pattern '" << p.substr(0, 40) << "': " << msg;
+    }
+}
+
+TEST(OverridePatterns, AModelWithA300KiBTensorNameLoadsWithADotStarOverride) {
+    const std::string path = (test_support::model_dir() / "long-name.gguf").string();
+    {
+        const auto src = gguf::File::open(test_support::tiny_model(WeightMix::F32));
+        gguf::Writer w;
+        for (const auto& [k, v] : src.metadata())
+            if (k != "general.alignment") w.set(k, v);
+        for (const auto& t : src.tensors()) w.add_tensor(t.name, t.type, t.shape, {t.data, t.n_bytes});
+        const float x[4] = {1, 2, 3, 4};
+        w.add_tensor_f32(std::string(300 * 1024, 'x'), {4}, x);
+        w.write(path);
+    }
+    ModelOptions mo;
+    mo.tensor_overrides = {{".*", "cpu"}};
+    const auto m = Model::load(path, mo);
+    Session s(m, {.context_size = 16});
+    s.prefill(std::vector<TokenId>{1, 2, 3});
+    EXPECT_EQ(s.position(), 3);
+}
