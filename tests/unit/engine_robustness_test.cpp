@@ -154,3 +154,37 @@ TEST(OverridePatterns, AModelWithA300KiBTensorNameLoadsWithADotStarOverride) {
     s.prefill(std::vector<TokenId>{1, 2, 3});
     EXPECT_EQ(s.position(), 3);
 }
+
+// ---- item 7: the mapped model file ---------------------------------------------
+
+TEST(ModelFile, TruncationDuringLoadIsAnError) {
+    const std::string path = (test_support::model_dir() / "truncated-during-load.gguf").string();
+    std::filesystem::copy_file(test_support::tiny_model(WeightMix::F32), path,
+                               std::filesystem::copy_options::overwrite_existing);
+    const auto size = std::filesystem::file_size(path);
+    // The warning about an override that matches nothing comes after the
+    // tensors are bound and before the load reads them all (fingerprint).
+    set_log_sink([&](LogLevel, std::string_view msg) {
+        if (msg.find("matches no tensor") != std::string_view::npos) std::filesystem::resize_file(path, size / 2);
+    });
+    ModelOptions mo;
+    mo.tensor_overrides = {{"no-such-tensor", "cpu"}};
+    ErrorCode code{};
+    const std::string msg = error_of([&] { (void)Model::load(path, mo); }, &code);
+    set_log_sink(nullptr);
+    EXPECT_EQ(code, ErrorCode::CorruptFile);
+    EXPECT_TRUE(contains(msg, "truncated")) << msg;
+    EXPECT_TRUE(contains(msg, "renaming a new file over it")) << msg;
+    // Truncated before load: the same kind of error.
+    EXPECT_THROW((void)Model::load(path), Error);
+}
+
+TEST(ModelFile, GgufFileNoticesATruncation) {
+    const std::string path = (test_support::model_dir() / "truncated-gguf.gguf").string();
+    std::filesystem::copy_file(test_support::tiny_model(WeightMix::F32), path,
+                               std::filesystem::copy_options::overwrite_existing);
+    const auto f = gguf::File::open(path);
+    f.check_not_truncated();
+    std::filesystem::resize_file(path, f.file_size() - 1);
+    EXPECT_THROW(f.check_not_truncated(), Error);
+}
