@@ -188,3 +188,40 @@ TEST(ModelFile, GgufFileNoticesATruncation) {
     std::filesystem::resize_file(path, f.file_size() - 1);
     EXPECT_THROW(f.check_not_truncated(), Error);
 }
+
+TEST(Fork, AChildProcessCanRunTheModelItsParentLoaded) {
+    const auto model = Model::load(test_support::tiny_model(WeightMix::F32));
+    const auto toks = random_tokens(24, model->config().n_vocab, 11);
+    Session parent(model, {.context_size = 64});
+    parent.prefill(toks);  // the worker pool has run: its threads exist in the parent only
+    const std::vector<float> want = copy(parent.logits());
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        alarm(60);  // a hang ends as SIGALRM, not as a stuck test
+        int status = 3;
+        try {
+            Session child(model, {.context_size = 64});
+            child.prefill(toks);
+            status = copy(child.logits()) == want ? 0 : 2;
+        } catch (...) {
+            status = 4;
+        }
+        _exit(status);
+    }
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+    pid_t got = 0;
+    while ((got = waitpid(pid, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        FAIL() << "the child hung";
+    }
+    ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    // The parent's pool still works.
+    parent.decode(toks[0]);
+    EXPECT_EQ(parent.position(), 25);
+}
