@@ -85,6 +85,49 @@ std::shared_ptr<const Model> RobustnessTest::model_;
 
 }  // namespace
 
+// ---- item 5: metadata that would size every session -----------------------------
+
+namespace {
+
+std::string model_with(const std::string& name, const std::function<void(ModelConfig&)>& edit) {
+    const std::string path = (test_support::model_dir() / (name + ".gguf")).string();
+    if (!std::filesystem::exists(path)) {
+        GeneratorOptions o;
+        o.config = tiny_model_config();
+        edit(o.config);
+        generate_model(o, path);
+    }
+    return path;
+}
+
+}  // namespace
+
+TEST(MetadataLimits, AnOversizedWindowIsRefusedAtLoadNamingTheKeyAndTheLimit) {
+    const std::string path = model_with("window-2p20", [](ModelConfig& c) { c.sliding_window = 1 << 20; });
+    ErrorCode code{};
+    const std::string msg = error_of([&] { (void)Model::load(path); }, &code);
+    EXPECT_EQ(code, ErrorCode::UnsupportedModel);
+    EXPECT_TRUE(contains(msg, "deepseek4.attention.sliding_window")) << msg;
+    EXPECT_TRUE(contains(msg, std::to_string(ModelConfig::Limits::window))) << msg;
+}
+
+TEST(MetadataLimits, SizeLikeKeysAboveTheirLimitsAreRefused) {
+    struct Case {
+        const char* name;
+        std::function<void(ModelConfig&)> edit;
+        const char* key;
+    };
+    const Case cases[] = {
+        {"sinkhorn-big", [](ModelConfig& c) { c.hc_sinkhorn_iters = 1 << 20; }, "sinkhorn_iterations"},
+        {"topk-big", [](ModelConfig& c) { c.indexer_top_k = 1 << 24; }, "indexer.top_k"},
+        {"ratio-big", [](ModelConfig& c) { c.compress_ratios[3] = 8192; }, "compress_ratios"},
+    };
+    for (const Case& c : cases) {
+        const std::string msg = error_of([&] { (void)Model::load(model_with(c.name, c.edit)); });
+        EXPECT_TRUE(contains(msg, c.key)) << msg;
+    }
+}
+
 // ---- item 6: tensor override patterns -------------------------------------------
 
 TEST(OverridePatterns, MatchLikeStdRegexOnTensorNames) {
