@@ -11,6 +11,8 @@
 //  - Cancelled (the progress callback returned false): the tokens of every
 //    chunk completed before cancellation are kept; position() says how many,
 //    and logits() are those after the last kept token.
+//  - OutOfMemory (a ds4::Error too, never std::bad_alloc): from prefill or
+//    decode the session is reset to empty, from restore or load unchanged.
 //  - anything else: the session is reset to empty.
 #pragma once
 
@@ -30,15 +32,27 @@ DS4_INLINE_NAMESPACE_BEGIN
 
 class Model;
 
+// Checked when the Session is constructed: a value outside its range throws
+// InvalidArgument naming the field and the range, before anything is
+// allocated.
 struct SessionOptions {
-    // Maximum number of tokens the timeline can hold.
+    static constexpr int64_t kMaxContextSize = int64_t{1} << 24;  // 16x the published model's 1M context
+    static constexpr int kMaxPrefillChunk = 65536;
+
+    // Maximum number of tokens the timeline can hold: [1, kMaxContextSize].
+    // The raw attention window is allocated for min(context_size,
+    // sliding_window) rows, so a short session of a model stays small.
     int64_t context_size = 4096;
-    // Tokens evaluated per batch in prefill (bounds scratch memory).
+    // Tokens evaluated per batch in prefill (bounds scratch memory):
+    // [1, kMaxPrefillChunk]. Batches are never larger than context_size (a
+    // larger value acts as context_size).
     int prefill_chunk = 256;
     // Keep a rewind checkpoint at the end of every prefill() and every
-    // `checkpoint_interval` tokens inside long prefills (0 = only at the end).
+    // `checkpoint_interval` tokens inside long prefills (0 = only at the
+    // end; >= 0).
     int64_t checkpoint_interval = 2048;
-    // At most this many rewind checkpoints are kept (oldest dropped first).
+    // At most this many rewind checkpoints are kept (oldest dropped first;
+    // 0 = none, rewinds replay from the start; >= 0).
     int max_checkpoints = 8;
 };
 
@@ -103,7 +117,9 @@ public:
     // Logits for the next token (empty before the first token).
     std::span<const float> logits() const noexcept;
     // With PrefillOptions::all_logits: logits after token `i` of the last
-    // prefill call (0-based within that call).
+    // prefill call (0-based within that call). Throws InvalidArgument for a
+    // row that was not computed (no all_logits, or a prefill cancelled or
+    // failed before token i).
     std::span<const float> logits_at(int64_t i) const;
 
     // Drop every token from `position` on; the state and logits become

@@ -10,6 +10,7 @@
 #include <deque>
 
 #include "core/error_internal.hpp"
+#include "core/memory_internal.hpp"
 #include "engine/forward.hpp"
 #include "engine/session_impl.hpp"
 #include "engine/snapshot_io.hpp"
@@ -19,6 +20,10 @@ namespace ds4 {
 DS4_INLINE_NAMESPACE_BEGIN
 
 using detail::fail;
+
+namespace {
+double mib(uint64_t bytes) { return static_cast<double>(bytes) / 1048576.0; }
+}  // namespace
 
 // ---- Snapshot ----------------------------------------------------------------
 
@@ -40,18 +45,48 @@ size_t Snapshot::size_bytes() const noexcept {
 
 // ---- Session -----------------------------------------------------------------
 
+namespace {
+
+// Every field checked before the session allocates anything.
+SessionOptions checked_options(const SessionOptions& o) {
+    if (o.context_size < 1 || o.context_size > SessionOptions::kMaxContextSize)
+        fail(ErrorCode::InvalidArgument, "SessionOptions::context_size = %lld is outside [1, %lld]",
+             static_cast<long long>(o.context_size), static_cast<long long>(SessionOptions::kMaxContextSize));
+    if (o.prefill_chunk < 1 || o.prefill_chunk > SessionOptions::kMaxPrefillChunk)
+        fail(ErrorCode::InvalidArgument, "SessionOptions::prefill_chunk = %d is outside [1, %d]", o.prefill_chunk,
+             SessionOptions::kMaxPrefillChunk);
+    if (o.checkpoint_interval < 0)
+        fail(ErrorCode::InvalidArgument,
+             "SessionOptions::checkpoint_interval = %lld is negative (0 = a checkpoint only at the end of each prefill)",
+             static_cast<long long>(o.checkpoint_interval));
+    if (o.max_checkpoints < 0)
+        fail(ErrorCode::InvalidArgument, "SessionOptions::max_checkpoints = %d is negative (0 = keep none)",
+             o.max_checkpoints);
+    return o;
+}
+
+// Tokens per forward batch: a chunk never needs to exceed the context.
+int batch_tokens(const SessionOptions& o) {
+    return static_cast<int>(std::min<int64_t>(o.prefill_chunk, o.context_size));
+}
+
+}  // namespace
+
 Session::Impl::Impl(std::shared_ptr<const Model> m, const SessionOptions& o)
     : model(std::move(m)),
-      options(o),
+      options(checked_options(o)),
       cfg(model->config()),
-      forward(model->impl(), std::max(1, o.prefill_chunk)),
+      forward(model->impl(), batch_tokens(options)),
       hooks(model->config().n_layer) {
-    if (options.context_size < 1)
-        fail(ErrorCode::InvalidArgument, "session context_size must be >= 1 (got %lld)",
-             static_cast<long long>(options.context_size));
-    if (options.prefill_chunk < 1)
-        fail(ErrorCode::InvalidArgument, "session prefill_chunk must be >= 1 (got %d)", options.prefill_chunk);
-    state.init(cfg);
+    try {
+        state.init(cfg, options.context_size);
+    } catch (const std::bad_alloc&) {
+        fail(ErrorCode::OutOfMemory,
+             "Session: out of memory allocating the attention state: %d layers of a %lld-row raw window of %d values "
+             "and the compressor frontiers",
+             cfg.n_layer, static_cast<long long>(std::min<int64_t>(cfg.sliding_window, options.context_size)),
+             cfg.head_dim);
+    }
 }
 
 void Session::Impl::validate_tokens(std::span<const TokenId> toks) const {
@@ -81,17 +116,14 @@ void Session::Impl::evaluate(std::span<const TokenId> toks, const PrefillOptions
     hooks.phase = phase;
     engine::HookDispatch* hp = hooks.empty() ? nullptr : &hooks;
     const uint8_t phase_flag = phase == Phase::Decode ? 1 : 0;
-    const int nthreads = model->options().n_threads;
+    // The OpenMP paths (a "cpu" backend) use at most the threads the plan
+    // has: ModelOptions::n_threads beyond the machine's cores is clamped there.
+    const int nthreads = std::min(model->options().n_threads, model->placement().n_threads);
     if (nthreads > 0) omp_set_num_threads(nthreads);
     const int64_t total = static_cast<int64_t>(toks.size());
     const int64_t V = cfg.n_vocab;
-    if (popt.all_logits) {
-        all_logits.resize(static_cast<size_t>(total * V));
-        all_logits_count = total;
-    } else {
-        all_logits.clear();
-        all_logits_count = 0;
-    }
+    clear_all_logits();
+    if (popt.all_logits) reserve_all_logits(total);
     const int64_t chunk = forward.max_batch();
     int64_t done = 0;
     const auto t0 = std::chrono::steady_clock::now();
@@ -136,6 +168,7 @@ void Session::Impl::evaluate(std::span<const TokenId> toks, const PrefillOptions
             const float* last = popt.all_logits ? out + (n - 1) * V : out;
             logits.assign(last, last + V);
             done += n;
+            if (popt.all_logits) all_logits_count = done;
             const int64_t now = static_cast<int64_t>(tokens.size());
             if ((done == total && phase == Phase::Prefill && checkpoint_at_end) || (ci > 0 && now % ci == 0))
                 take_checkpoint();
@@ -152,10 +185,33 @@ void Session::Impl::evaluate(std::span<const TokenId> toks, const PrefillOptions
         }
         reset();
         throw;
+    } catch (const std::bad_alloc&) {
+        const uint64_t held = state.bytes_in_use();
+        reset();
+        fail(ErrorCode::OutOfMemory,
+             "%s: out of memory after %lld of %lld tokens, growing the attention state (%.1f MiB) or a rewind "
+             "checkpoint; the session was reset",
+             phase == Phase::Decode ? "decode" : "prefill", static_cast<long long>(done), static_cast<long long>(total),
+             mib(held));
     } catch (...) {
         reset();
         throw;
     }
+}
+
+void Session::Impl::clear_all_logits() noexcept {
+    all_logits.clear();
+    all_logits_count = 0;
+    all_logits_requested = 0;
+}
+
+void Session::Impl::reserve_all_logits(int64_t n_tokens) {
+    const size_t floats = static_cast<size_t>(n_tokens) * static_cast<size_t>(cfg.n_vocab);
+    detail::allocate_checked(
+        detail::format("prefill with PrefillOptions::all_logits: %lld tokens x %d logits", static_cast<long long>(n_tokens),
+                       cfg.n_vocab),
+        floats * sizeof(float), "prefill in smaller pieces", [&] { all_logits.resize(floats); });
+    all_logits_requested = n_tokens;
 }
 
 void Session::Impl::take_checkpoint() {
@@ -207,8 +263,7 @@ void Session::Impl::restore_checkpoint(const Checkpoint& cp) {
     tokens.resize(static_cast<size_t>(cp.position));
     decoded.resize(static_cast<size_t>(cp.position));
     logits = cp.logits;
-    all_logits.clear();
-    all_logits_count = 0;
+    clear_all_logits();
 }
 
 void Session::Impl::reset() {
@@ -216,8 +271,7 @@ void Session::Impl::reset() {
     tokens.clear();
     decoded.clear();
     logits.clear();
-    all_logits.clear();
-    all_logits_count = 0;
+    clear_all_logits();
     checkpoints.clear();
     state_fingerprint = 0;
 }
@@ -264,12 +318,19 @@ bool Session::remove_hook(HookHandle handle) { return impl_->hooks.remove(handle
 void Session::clear_hooks() { impl_->hooks.clear(); }
 
 std::span<const float> Session::logits_at(int64_t i) const {
-    if (i < 0 || i >= impl_->all_logits_count)
+    const Impl& s = *impl_;
+    if (i >= s.all_logits_count && i < s.all_logits_requested)
+        fail(ErrorCode::InvalidArgument,
+             "logits_at(%lld): the last prefill stopped after %lld of its %lld tokens, so the logits after token %lld "
+             "were never computed",
+             static_cast<long long>(i), static_cast<long long>(s.all_logits_count),
+             static_cast<long long>(s.all_logits_requested), static_cast<long long>(i));
+    if (i < 0 || i >= s.all_logits_count)
         fail(ErrorCode::InvalidArgument,
              "logits_at(%lld): the last prefill kept logits for %lld tokens (set PrefillOptions::all_logits)",
-             static_cast<long long>(i), static_cast<long long>(impl_->all_logits_count));
-    const size_t V = static_cast<size_t>(impl_->cfg.n_vocab);
-    return {impl_->all_logits.data() + static_cast<size_t>(i) * V, V};
+             static_cast<long long>(i), static_cast<long long>(s.all_logits_count));
+    const size_t V = static_cast<size_t>(s.cfg.n_vocab);
+    return {s.all_logits.data() + static_cast<size_t>(i) * V, V};
 }
 
 void Session::prefill(std::span<const TokenId> tokens, const PrefillOptions& options) {
@@ -369,19 +430,31 @@ void Session::restore(const Snapshot& snapshot, const RestoreOptions& options) {
              "snapshot state was produced under other activation edits (steering %016llx) than the ones registered "
              "now (%016llx); remove or add the same steering, or pass allow_steering_mismatch",
              static_cast<unsigned long long>(si.steering_fingerprint), static_cast<unsigned long long>(active));
-    impl_->state = si.state;
+    // Copy everything first (this may run out of memory), then swap: a
+    // failed restore leaves the session as it was.
+    engine::TimelineState st = si.state.with_ring_for(impl_->options.context_size);
+    std::vector<TokenId> toks = si.tokens;
+    std::vector<uint8_t> phases = si.decoded;
+    std::vector<float> lg = si.logits;
+    impl_->state = std::move(st);
+    impl_->tokens = std::move(toks);
+    impl_->decoded = std::move(phases);
+    impl_->logits = std::move(lg);
     impl_->state_fingerprint = si.steering_fingerprint;
-    impl_->tokens = si.tokens;
-    impl_->decoded = si.decoded;
-    impl_->logits = si.logits;
-    impl_->all_logits.clear();
-    impl_->all_logits_count = 0;
+    impl_->clear_all_logits();
     impl_->checkpoints.clear();
-    impl_->take_checkpoint();
+    try {
+        impl_->take_checkpoint();
+    } catch (...) {
+        impl_->reset();
+        throw;
+    }
 }
 
+// Snapshot files keep the whole window whatever the session's ring.
 void Session::save(const std::string& path) const {
-    const Snapshot s = snapshot();
+    Snapshot s = snapshot();
+    s.impl_->state = s.impl_->state.with_ring_for(INT64_MAX);
     engine::write_snapshot_file(path, *s.impl_, impl_->cfg);
 }
 

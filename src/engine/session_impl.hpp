@@ -42,7 +42,7 @@ struct Session::Impl {
     Impl(std::shared_ptr<const Model> model, const SessionOptions& options);
 
     std::shared_ptr<const Model> model;
-    SessionOptions options;
+    SessionOptions options;  // checked (checked_options) before anything is allocated
     const ModelConfig& cfg;
     engine::Forward forward;
     engine::TimelineState state;
@@ -52,7 +52,8 @@ struct Session::Impl {
     std::vector<float> logits;
     std::vector<float> scratch_logits;
     std::vector<float> all_logits;
-    int64_t all_logits_count = 0;
+    int64_t all_logits_count = 0;      // rows of all_logits computed
+    int64_t all_logits_requested = 0;  // tokens of the prefill that asked for them
     std::deque<Checkpoint> checkpoints;
     engine::HookDispatch hooks;
     uint64_t state_fingerprint = 0;  // edits that produced the current state
@@ -62,6 +63,8 @@ struct Session::Impl {
     // checkpoint at their end when checkpoint_at_end is set.
     void evaluate(std::span<const TokenId> toks, const PrefillOptions& popt, Phase phase, bool checkpoint_at_end);
     void take_checkpoint();
+    void clear_all_logits() noexcept;
+    void reserve_all_logits(int64_t n_tokens);
     void restore_checkpoint(const Checkpoint& cp);
     void reset();
     // Re-evaluate tokens[from, to) of `source` with the phases they had.

@@ -85,6 +85,61 @@ std::shared_ptr<const Model> RobustnessTest::model_;
 
 }  // namespace
 
+// ---- item 3: session options ----------------------------------------------------
+
+TEST_F(RobustnessTest, AbsurdSessionOptionsAreRefusedNamingTheField) {
+    struct Case {
+        SessionOptions o;
+        const char* field;
+    };
+    const Case cases[] = {
+        {{.context_size = 64, .prefill_chunk = 1 << 30}, "prefill_chunk"},
+        {{.context_size = 64, .prefill_chunk = 0}, "prefill_chunk"},
+        {{.context_size = 64, .prefill_chunk = -5}, "prefill_chunk"},
+        {{.context_size = 0}, "context_size"},
+        {{.context_size = -1}, "context_size"},
+        {{.context_size = int64_t{1} << 40}, "context_size"},
+        {{.context_size = 64, .checkpoint_interval = -1}, "checkpoint_interval"},
+        {{.context_size = 64, .max_checkpoints = -1}, "max_checkpoints"},
+    };
+    for (const Case& c : cases) {
+        ErrorCode code{};
+        const std::string msg = error_of([&] { Session s(model_, c.o); }, &code);
+        EXPECT_EQ(code, ErrorCode::InvalidArgument) << msg;
+        EXPECT_TRUE(contains(msg, std::string("SessionOptions::") + c.field)) << msg;
+    }
+}
+
+TEST_F(RobustnessTest, PrefillChunkAboveTheContextActsAsTheContext) {
+    const auto toks = random_tokens(40, vocab(), 8);
+    Session big(model_, {.context_size = 48, .prefill_chunk = SessionOptions::kMaxPrefillChunk});
+    EXPECT_EQ(big.impl().forward.max_batch(), 48);
+    big.prefill(toks);
+    Session ref(model_, {.context_size = 48, .prefill_chunk = 48});
+    ref.prefill(toks);
+    EXPECT_EQ(copy(big.logits()), copy(ref.logits()));
+}
+
+// ---- item 4: logits_at after a cancelled prefill ------------------------------
+
+TEST_F(RobustnessTest, LogitsAtRefusesRowsACancelledPrefillNeverComputed) {
+    const auto toks = random_tokens(40, vocab(), 9);
+    Session s(model_, {.context_size = 64, .prefill_chunk = 8});
+    EXPECT_THROW(s.prefill(toks, {.all_logits = true, .progress = [](int64_t done, int64_t) { return done < 16; }}),
+                 Error);
+    ASSERT_EQ(s.position(), 16);
+    Session ref(model_, {.context_size = 64, .prefill_chunk = 8});
+    ref.prefill(std::span(toks).first(16), {.all_logits = true, .progress = nullptr});
+    for (int64_t i = 0; i < 16; ++i) EXPECT_EQ(copy(s.logits_at(i)), copy(ref.logits_at(i))) << i;
+    for (int64_t i : {16, 17, 39}) {
+        const std::string msg = error_of([&] { (void)s.logits_at(i); });
+        EXPECT_TRUE(contains(msg, "stopped after 16 of its 40 tokens")) << msg;
+    }
+    EXPECT_THROW((void)s.logits_at(40), Error);
+    s.decode(1);  // a later call without all_logits keeps none
+    EXPECT_THROW((void)s.logits_at(0), Error);
+}
+
 // ---- item 5: metadata that would size every session -----------------------------
 
 namespace {
@@ -126,6 +181,35 @@ TEST(MetadataLimits, SizeLikeKeysAboveTheirLimitsAreRefused) {
         const std::string msg = error_of([&] { (void)Model::load(model_with(c.name, c.edit)); });
         EXPECT_TRUE(contains(msg, c.key)) << msg;
     }
+}
+
+TEST(MetadataLimits, SessionsAllocateTheRawWindowForAtMostTheirContext) {
+    const auto model = Model::load(model_with("window-4096", [](ModelConfig& c) {
+        c.sliding_window = ModelConfig::Limits::window;
+    }));
+    const auto& cfg = model->config();
+    Session small(model, {.context_size = 40});
+    for (const auto& L : small.impl().state.layers)
+        EXPECT_EQ(L.raw.size(), static_cast<size_t>(40) * static_cast<size_t>(cfg.head_dim));
+    // Same results as a session whose ring holds the whole window, through
+    // snapshots in both directions and a snapshot file.
+    const auto toks = random_tokens(40, cfg.n_vocab, 10);
+    Session big(model, {.context_size = 8192});
+    small.prefill(std::span(toks).first(30));
+    big.prefill(std::span(toks).first(30));
+    EXPECT_EQ(copy(small.logits()), copy(big.logits()));
+    Session from_small(model, {.context_size = 8192});
+    from_small.restore(small.snapshot());
+    Session from_big(model, {.context_size = 40});
+    from_big.restore(big.snapshot());
+    const std::string path = (test_support::model_dir() / "small-ring.ds4s").string();
+    small.save(path);
+    Session from_file(model, {.context_size = 8192});
+    from_file.load(path);
+    for (size_t i = 30; i < toks.size(); ++i)
+        for (Session* s : {&small, &big, &from_small, &from_big, &from_file}) s->decode(toks[i]);
+    for (const Session* s : {&big, &from_small, &from_big, &from_file})
+        EXPECT_EQ(copy(s->logits()), copy(small.logits()));
 }
 
 // ---- item 6: tensor override patterns -------------------------------------------
