@@ -5,9 +5,21 @@
 // A Session is used by one thread at a time; several Sessions may share one
 // Model concurrently.
 //
+// Re-entrant calls: while prefill, decode, sync, rewind, reset, restore,
+// load, snapshot or save runs, the session's hooks and callbacks (the
+// progress callback) may read it (position(), tokens(), logits(), ...) and
+// edit its hook list (deferred, see ds4/hook.hpp), but any of those calls
+// on the same session throws InvalidArgument ("re-entrant") and changes
+// nothing; the running call goes on. A hook must not destroy or move-assign
+// the session that calls it.
+//
+// A moved-from Session holds nothing: position(), tokens(), logits() and the
+// other noexcept observers report an empty timeline (context_size() 0),
+// every other call throws InvalidArgument. The same holds for Snapshot.
+//
 // State after a failed call:
-//  - InvalidArgument (bad token id, empty input) and ContextFull: the session
-//    is unchanged (checked before any work).
+//  - InvalidArgument (bad token id, empty input, a re-entrant call) and
+//    ContextFull: the session is unchanged (checked before any work).
 //  - Cancelled (the progress callback returned false): the tokens of every
 //    chunk completed before cancellation are kept; position() says how many,
 //    and logits() are those after the last kept token.
@@ -98,9 +110,9 @@ public:
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    const Model& model() const noexcept;
-    const std::shared_ptr<const Model>& model_ptr() const noexcept;
-    const SessionOptions& options() const noexcept;
+    const Model& model() const;  // throws on a moved-from session
+    const std::shared_ptr<const Model>& model_ptr() const noexcept;  // null on a moved-from session
+    const SessionOptions& options() const;  // throws on a moved-from session
 
     int64_t position() const noexcept;  // tokens held
     // Bytes of attention state the held tokens occupy (raw window, compressor
@@ -179,7 +191,7 @@ public:
     void reset_stats() noexcept;
 
     struct Impl;
-    Impl& impl() noexcept { return *impl_; }
+    Impl& impl();  // internals, for the library's own tests and tools
 
 private:
     std::unique_ptr<Impl> impl_;

@@ -1,6 +1,7 @@
 // Session and Snapshot internals.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <vector>
@@ -57,6 +58,9 @@ struct Session::Impl {
     std::deque<Checkpoint> checkpoints;
     engine::HookDispatch hooks;
     uint64_t state_fingerprint = 0;  // edits that produced the current state
+    // The public call running on this session (null when idle): a call made
+    // from inside it (a hook or a callback) is refused (session_call).
+    std::atomic<const char*> running{nullptr};
 
     void validate_tokens(std::span<const TokenId> toks) const;
     // Evaluate tokens with the given phase; prefill calls leave a rewind
@@ -69,6 +73,12 @@ struct Session::Impl {
     void reset();
     // Re-evaluate tokens[from, to) of `source` with the phases they had.
     void replay(const std::vector<TokenId>& source, const std::vector<uint8_t>& phases, size_t from, size_t to);
+    void rewind(int64_t position);
+    int64_t common_prefix(std::span<const TokenId> toks) const noexcept;
+    void sync(std::span<const TokenId> toks, const PrefillOptions& popt);
+    Snapshot snapshot() const;
+    // Replaces the state (strong guarantee up to the closing checkpoint).
+    void restore(const Snapshot::Impl& snapshot, const RestoreOptions& options);
     uint64_t steering_fingerprint() const { return state_fingerprint; }
     void note_edits_for_new_tokens();
 };

@@ -85,6 +85,187 @@ std::shared_ptr<const Model> RobustnessTest::model_;
 
 }  // namespace
 
+// ---- item 1: hook-list edits inside a hook, re-entrant calls ------------------
+
+TEST_F(RobustnessTest, HookRemovingItselfIsDeferredToTheEndOfTheCall) {
+    Session s(model_, {.context_size = 64});
+    int calls = 0;
+    HookHandle self;
+    self = s.add_hook(std::make_shared<LambdaHook>([&](const ActivationView&) {
+        if (calls++ == 0) {
+            EXPECT_TRUE(s.remove_hook(self));
+        }
+        EXPECT_FALSE(s.remove_hook(self));  // already removed from the list that takes effect next
+    }));
+    s.prefill(random_tokens(5, vocab(), 1));
+    EXPECT_EQ(calls, layers());  // the running prefill keeps the list it started with
+    s.decode(3);
+    EXPECT_EQ(calls, layers());  // gone from the next call on
+    Session ref(model_, {.context_size = 64});
+    ref.prefill(random_tokens(5, vocab(), 1));
+    ref.decode(3);
+    EXPECT_EQ(copy(s.logits()), copy(ref.logits()));
+}
+
+TEST_F(RobustnessTest, HooksAddedOrClearedInsideAHookTakeEffectAfterTheCall) {
+    Session s(model_, {.context_size = 64});
+    std::vector<std::shared_ptr<Counter>> added;
+    bool done = false;
+    s.add_hook(std::make_shared<LambdaHook>([&](const ActivationView&) {
+        if (done) return;
+        done = true;
+        for (int i = 0; i < 100; ++i) {  // enough to reallocate the list many times
+            added.push_back(std::make_shared<Counter>());
+            s.add_hook(added.back());
+        }
+    }));
+    s.prefill(random_tokens(4, vocab(), 2));
+    for (const auto& c : added) EXPECT_EQ(c->calls, 0);
+    s.decode(5);
+    for (const auto& c : added) EXPECT_EQ(c->calls, layers());
+
+    // clear_hooks from inside a hook: the pass finishes with every hook.
+    auto last = std::make_shared<Counter>();
+    s.add_hook(std::make_shared<LambdaHook>([&](const ActivationView&) { s.clear_hooks(); }));
+    s.add_hook(last);
+    s.decode(6);
+    EXPECT_EQ(last->calls, layers());
+    EXPECT_EQ(added[0]->calls, 2 * layers());
+    s.decode(7);
+    EXPECT_EQ(last->calls, layers());
+    EXPECT_EQ(added[0]->calls, 2 * layers());
+}
+
+TEST_F(RobustnessTest, ReentrantCallsFromAHookAreRefused) {
+    const auto toks = random_tokens(20, vocab(), 3);
+    const std::string path = (test_support::model_dir() / "reentrant.ds4s").string();
+    Session s(model_, {.context_size = 64});
+    s.prefill(std::span(toks).first(4));
+    const Snapshot snap = s.snapshot();
+    s.save(path);
+    const std::vector<std::pair<const char*, std::function<void()>>> calls = {
+        {"prefill", [&] { s.prefill(toks); }},
+        {"decode", [&] { s.decode(1); }},
+        {"rewind", [&] { s.rewind(0); }},
+        {"reset", [&] { s.reset(); }},
+        {"sync", [&] { s.sync(toks); }},
+        {"restore", [&] { s.restore(snap); }},
+        {"load", [&] { s.load(path); }},
+        {"snapshot", [&] { (void)s.snapshot(); }},
+        {"save", [&] { s.save(path); }},
+    };
+    std::vector<std::string> errors;
+    s.add_hook(std::make_shared<LambdaHook>([&](const ActivationView& v) {
+        if (v.layer != 1) return;
+        for (const auto& [name, call] : calls) {
+            errors.push_back(error_of(call));
+            EXPECT_TRUE(contains(errors.back(), "re-entrant")) << name << ": " << errors.back();
+        }
+    }));
+    s.prefill(std::span(toks).subspan(4, 8));  // one batch: the hook runs once
+    ASSERT_EQ(errors.size(), calls.size());
+    EXPECT_TRUE(contains(errors[0], "Session::prefill called while Session::prefill is running")) << errors[0];
+    s.decode(toks[12]);
+    EXPECT_EQ(errors.size(), calls.size() * 2);
+
+    // The outer calls ran undisturbed.
+    Session ref(model_, {.context_size = 64});
+    ref.prefill(std::span(toks).first(12));
+    ref.decode(toks[12]);
+    EXPECT_EQ(s.position(), 13);
+    EXPECT_EQ(copy(s.logits()), copy(ref.logits()));
+}
+
+TEST_F(RobustnessTest, AReentrantErrorLeftUncaughtFailsTheOuterCallCleanly) {
+    Session s(model_, {.context_size = 64});
+    s.add_hook(std::make_shared<LambdaHook>([&](const ActivationView&) { s.decode(1); }));
+    const std::string msg = error_of([&] { s.prefill(random_tokens(6, vocab(), 4)); });
+    EXPECT_TRUE(contains(msg, "re-entrant")) << msg;
+    EXPECT_EQ(s.position(), 0);
+    s.clear_hooks();
+    s.prefill(random_tokens(6, vocab(), 4));  // usable again
+    EXPECT_EQ(s.position(), 6);
+}
+
+TEST_F(RobustnessTest, ProgressCallbackCannotReenterItsSession) {
+    Session s(model_, {.context_size = 64, .prefill_chunk = 4});
+    std::string msg;
+    s.prefill(random_tokens(12, vocab(), 5), {.progress = [&](int64_t, int64_t) {
+                  msg = error_of([&] { s.rewind(0); });
+                  return true;
+              }});
+    EXPECT_TRUE(contains(msg, "Session::rewind called while Session::prefill is running")) << msg;
+    EXPECT_EQ(s.position(), 12);
+}
+
+// ---- item 2: moved-from Session and Snapshot ----------------------------------
+
+TEST_F(RobustnessTest, MovedFromSessionThrowsOrReportsEmpty) {
+    Session a(model_, {.context_size = 64});
+    a.prefill(random_tokens(3, vocab(), 6));
+    Session b(std::move(a));
+    EXPECT_EQ(b.position(), 3);
+    // NOLINTBEGIN(bugprone-use-after-move): what a moved-from session does is the point
+    EXPECT_EQ(a.position(), 0);
+    EXPECT_EQ(a.context_size(), 0);
+    EXPECT_TRUE(a.tokens().empty());
+    EXPECT_TRUE(a.logits().empty());
+    EXPECT_EQ(a.state_bytes(), 0u);
+    EXPECT_EQ(a.steering_fingerprint(), 0u);
+    EXPECT_EQ(a.active_edits_fingerprint(), 0u);
+    EXPECT_EQ(a.common_prefix(b.tokens()), 0);
+    EXPECT_EQ(a.model_ptr(), nullptr);
+    EXPECT_EQ(a.stats().prefill_tokens, 0);
+    a.reset_stats();
+    const std::vector<std::function<void()>> calls = {
+        [&] { (void)a.model(); },         [&] { (void)a.options(); },
+        [&] { a.prefill(b.tokens()); },   [&] { a.decode(1); },
+        [&] { (void)a.logits_at(0); },    [&] { a.rewind(0); },
+        [&] { a.reset(); },               [&] { a.sync(b.tokens()); },
+        [&] { (void)a.snapshot(); },      [&] { a.restore(b.snapshot()); },
+        [&] { a.save("/nonexistent"); },  [&] { a.load("/nonexistent"); },
+        [&] { a.add_hook(std::make_shared<Counter>()); },
+        [&] { a.remove_hook({1}); },      [&] { a.clear_hooks(); },
+        [&] { (void)a.impl(); },
+    };
+    for (size_t i = 0; i < calls.size(); ++i) {
+        ErrorCode code{};
+        const std::string msg = error_of(calls[i], &code);
+        EXPECT_EQ(code, ErrorCode::InvalidArgument) << "call " << i;
+        EXPECT_TRUE(contains(msg, "moved from")) << "call " << i << ": " << msg;
+    }
+    a = std::move(b);  // assigning a live session makes it usable again
+    EXPECT_EQ(a.position(), 3);
+    a.decode(4);
+    // NOLINTEND(bugprone-use-after-move)
+}
+
+TEST_F(RobustnessTest, MovedFromSnapshotIsEmptyAndRefusedByRestore) {
+    Session s(model_, {.context_size = 64});
+    s.prefill(random_tokens(5, vocab(), 7));
+    Snapshot a = s.snapshot();
+    Snapshot b(std::move(a));
+    EXPECT_EQ(b.position(), 5);
+    // NOLINTBEGIN(bugprone-use-after-move)
+    EXPECT_EQ(a.position(), 0);
+    EXPECT_EQ(a.model_fingerprint(), 0u);
+    EXPECT_EQ(a.steering_fingerprint(), 0u);
+    EXPECT_EQ(a.size_bytes(), 0u);
+    Snapshot c(a);  // a copy of nothing is nothing
+    EXPECT_EQ(c.position(), 0);
+    c = b;
+    EXPECT_EQ(c.position(), 5);
+    c = a;
+    EXPECT_EQ(c.position(), 0);
+    const std::string msg = error_of([&] { s.restore(a); });
+    EXPECT_TRUE(contains(msg, "moved from")) << msg;
+    EXPECT_EQ(s.position(), 5);
+    a = b;  // a moved-from snapshot can be assigned
+    s.restore(a);
+    EXPECT_EQ(s.position(), 5);
+    // NOLINTEND(bugprone-use-after-move)
+}
+
 // ---- item 3: session options ----------------------------------------------------
 
 TEST_F(RobustnessTest, AbsurdSessionOptionsAreRefusedNamingTheField) {
