@@ -415,6 +415,18 @@ Session::Impl& live(const std::unique_ptr<Session::Impl>& p, const char* what) {
     return *p;
 }
 
+// body(), with std::bad_alloc reported as OutOfMemory naming the call.
+template <class F>
+auto memory_checked(const char* what, const Session::Impl& s, F&& body) {
+    try {
+        return body();
+    } catch (const std::bad_alloc&) {
+        fail(ErrorCode::OutOfMemory,
+             "Session::%s: out of memory (the session holds %zu tokens and %.1f MiB of attention state)", what,
+             s.tokens.size(), mib(s.state.bytes_in_use()));
+    }
+}
+
 // Runs body(impl) as the public call `what`: refuses a moved-from session
 // and a call made while another call runs on the same session (from one of
 // its hooks or callbacks, or from another thread); hook-list edits made
@@ -437,20 +449,19 @@ auto session_call(const std::unique_ptr<Session::Impl>& p, const char* what, F&&
         }
     } end_call{s};
     s.hooks.begin_pass();
-    try {
-        return body(s);
-    } catch (const std::bad_alloc&) {
-        fail(ErrorCode::OutOfMemory,
-             "Session::%s: out of memory (the session holds %zu tokens and %.1f MiB of attention state)", what,
-             s.tokens.size(), mib(s.state.bytes_in_use()));
-    }
+    return memory_checked(what, s, [&] { return body(s); });
 }
 
 }  // namespace
 
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options) {
     if (!model) fail(ErrorCode::InvalidArgument, "Session needs a model (got a null pointer)");
-    impl_ = std::make_unique<Impl>(std::move(model), options);
+    try {
+        impl_ = std::make_unique<Impl>(std::move(model), options);
+    } catch (const std::bad_alloc&) {  // the large parts report themselves
+        fail(ErrorCode::OutOfMemory, "Session: out of memory creating a session of %lld tokens",
+             static_cast<long long>(options.context_size));
+    }
 }
 Session::~Session() = default;
 Session::Session(Session&&) noexcept = default;
@@ -485,9 +496,18 @@ int64_t Session::common_prefix(std::span<const TokenId> tokens) const noexcept {
 }
 
 // Hook-list edits are not refused during a call: they are deferred (hooks.hpp).
-HookHandle Session::add_hook(std::shared_ptr<Hook> hook) { return live(impl_, "add_hook").hooks.add(std::move(hook)); }
-bool Session::remove_hook(HookHandle handle) { return live(impl_, "remove_hook").hooks.remove(handle); }
-void Session::clear_hooks() { live(impl_, "clear_hooks").hooks.clear(); }
+HookHandle Session::add_hook(std::shared_ptr<Hook> hook) {
+    Impl& s = live(impl_, "add_hook");
+    return memory_checked("add_hook", s, [&] { return s.hooks.add(std::move(hook)); });
+}
+bool Session::remove_hook(HookHandle handle) {
+    Impl& s = live(impl_, "remove_hook");
+    return memory_checked("remove_hook", s, [&] { return s.hooks.remove(handle); });
+}
+void Session::clear_hooks() {
+    Impl& s = live(impl_, "clear_hooks");
+    memory_checked("clear_hooks", s, [&] { s.hooks.clear(); });
+}
 
 std::span<const float> Session::logits_at(int64_t i) const {
     const Impl& s = live(impl_, "logits_at");
