@@ -179,7 +179,11 @@ std::shared_ptr<Backend> create_backend(std::string_view name_and_device);
 
 // Model options: which backend runs what.
 struct TensorOverride {
-    std::string pattern;  // ECMAScript regular expression searched in the tensor name
+    // A regular expression searched in the tensor name: the ECMAScript
+    // subset tensor names need (literals, ., [...], \d \w \s, ^ $, groups,
+    // |, * + ? {n,m}; at most 1024 bytes), matched in linear time;
+    // back-references and lookaround are refused. See docs/backends.md.
+    std::string pattern;
     std::string backend;  // "name" or "name:device"
 };
 struct HotExperts {

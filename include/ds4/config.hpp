@@ -1,6 +1,11 @@
 // ds4 — the hyperparameters of a DeepSeek-V4-Flash model, read from GGUF
 // metadata (keys `deepseek4.*`). The published model has the values in the
 // comments; generated test models use smaller, consistent values.
+//
+// Nothing is sized from a file's claim alone: every size-like key must lie
+// within ModelConfig::Limits (far above the published values) or be checked
+// against the tensors that carry it, before anything is allocated; the error
+// names the key and the limit.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +22,23 @@ class File;
 }
 
 struct ModelConfig {
+    // The largest values from_gguf accepts (published value in parentheses).
+    struct Limits {
+        static constexpr int layers = 1024;          // block_count (43)
+        static constexpr int width = 65536;          // embedding_length (4096), attention.q_lora_rank and
+                                                     // output_lora_rank (1024), expert_feed_forward_length (2048)
+        static constexpr int vocab = 1 << 20;        // vocab_size (129280)
+        static constexpr int heads = 1024;           // attention.head_count and indexer.head_count (64)
+        static constexpr int head_dim = 4096;        // attention.key_length (512), indexer.key_length (128)
+        static constexpr int experts = 4096;         // expert_count (256)
+        static constexpr int experts_used = 64;      // expert_used_count (6)
+        static constexpr int hc_streams = 16;        // hyper_connection.count (4)
+        static constexpr int sinkhorn_iters = 1000;  // hyper_connection.sinkhorn_iterations (20)
+        static constexpr int window = 4096;          // attention.sliding_window (128)
+        static constexpr int top_k = 65536;          // attention.indexer.top_k (512)
+        static constexpr int compress_ratio = 4096;  // attention.compress_ratios entries (128)
+    };
+
     std::string name;          // general.name (informational)
     int n_layer = 0;           // block_count (43)
     int n_embd = 0;            // embedding_length (4096)

@@ -152,6 +152,10 @@ public:
 
     // The whole mapped file (read-only).
     std::span<const uint8_t> bytes() const noexcept;
+    // Throws CorruptFile if the file is now shorter than when it was mapped:
+    // reading a tensor past the new end would be SIGBUS. Model::load checks
+    // before it reads tensor data; after load nothing can (see Model::load).
+    void check_not_truncated() const;
 
 private:
     struct Impl;

@@ -8,6 +8,17 @@
 // position and token id of each row; a hook may edit a writable view in
 // place. Hooks run in registration order. With no hook registered the engine
 // makes no call and no copy.
+//
+// Inside a call: a hook (or a progress callback) may add, remove or clear
+// hooks of its own session. Those edits are deferred: the running call
+// (prefill, decode, sync, rewind...) goes on calling the hooks it started
+// with, a hook removed by itself or another included, and the edited list
+// takes effect when that call returns, i.e. from the next call on.
+// remove_hook answers for the edited list (false for a hook already removed
+// in the same call). Any other call on the same session from inside a hook
+// (prefill, decode, rewind, restore, snapshot...) throws ds4::Error
+// (InvalidArgument, "re-entrant") and changes nothing; a hook that lets the
+// error escape fails the running call like any exception from a hook.
 #pragma once
 
 #include <cstdint>

@@ -62,6 +62,14 @@ class Model {
 public:
     // Throws ds4::Error (IoError, CorruptFile, UnsupportedModel) naming the
     // file and the key or tensor that does not match.
+    //
+    // The file is mapped, not copied, for the Model's whole life: replace a
+    // model file by writing a new file and renaming it over the old one
+    // (the mapping keeps the old one alive), never by truncating or
+    // rewriting it in place. A truncation before or during load is a
+    // CorruptFile error (the size is checked against the file before the
+    // tensors are read); after load the missing pages would be SIGBUS, which
+    // no library can turn into an error.
     static std::shared_ptr<const Model> load(const std::string& path, const ModelOptions& options = {});
 
     ~Model();

@@ -5,12 +5,26 @@
 // A Session is used by one thread at a time; several Sessions may share one
 // Model concurrently.
 //
+// Re-entrant calls: while prefill, decode, sync, rewind, reset, restore,
+// load, snapshot or save runs, the session's hooks and callbacks (the
+// progress callback) may read it (position(), tokens(), logits(), ...) and
+// edit its hook list (deferred, see ds4/hook.hpp), but any of those calls
+// on the same session throws InvalidArgument ("re-entrant") and changes
+// nothing; the running call goes on. A hook must not destroy or move-assign
+// the session that calls it.
+//
+// A moved-from Session holds nothing: position(), tokens(), logits() and the
+// other noexcept observers report an empty timeline (context_size() 0),
+// every other call throws InvalidArgument. The same holds for Snapshot.
+//
 // State after a failed call:
-//  - InvalidArgument (bad token id, empty input) and ContextFull: the session
-//    is unchanged (checked before any work).
+//  - InvalidArgument (bad token id, empty input, a re-entrant call) and
+//    ContextFull: the session is unchanged (checked before any work).
 //  - Cancelled (the progress callback returned false): the tokens of every
 //    chunk completed before cancellation are kept; position() says how many,
 //    and logits() are those after the last kept token.
+//  - OutOfMemory (a ds4::Error too, never std::bad_alloc): from prefill or
+//    decode the session is reset to empty, from restore or load unchanged.
 //  - anything else: the session is reset to empty.
 #pragma once
 
@@ -30,15 +44,27 @@ DS4_INLINE_NAMESPACE_BEGIN
 
 class Model;
 
+// Checked when the Session is constructed: a value outside its range throws
+// InvalidArgument naming the field and the range, before anything is
+// allocated.
 struct SessionOptions {
-    // Maximum number of tokens the timeline can hold.
+    static constexpr int64_t kMaxContextSize = int64_t{1} << 24;  // 16x the published model's 1M context
+    static constexpr int kMaxPrefillChunk = 65536;
+
+    // Maximum number of tokens the timeline can hold: [1, kMaxContextSize].
+    // The raw attention window is allocated for min(context_size,
+    // sliding_window) rows, so a short session of a model stays small.
     int64_t context_size = 4096;
-    // Tokens evaluated per batch in prefill (bounds scratch memory).
+    // Tokens evaluated per batch in prefill (bounds scratch memory):
+    // [1, kMaxPrefillChunk]. Batches are never larger than context_size (a
+    // larger value acts as context_size).
     int prefill_chunk = 256;
     // Keep a rewind checkpoint at the end of every prefill() and every
-    // `checkpoint_interval` tokens inside long prefills (0 = only at the end).
+    // `checkpoint_interval` tokens inside long prefills (0 = only at the
+    // end; >= 0).
     int64_t checkpoint_interval = 2048;
-    // At most this many rewind checkpoints are kept (oldest dropped first).
+    // At most this many rewind checkpoints are kept (oldest dropped first;
+    // 0 = none, rewinds replay from the start; >= 0).
     int max_checkpoints = 8;
 };
 
@@ -84,9 +110,9 @@ public:
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    const Model& model() const noexcept;
-    const std::shared_ptr<const Model>& model_ptr() const noexcept;
-    const SessionOptions& options() const noexcept;
+    const Model& model() const;  // throws on a moved-from session
+    const std::shared_ptr<const Model>& model_ptr() const noexcept;  // null on a moved-from session
+    const SessionOptions& options() const;  // throws on a moved-from session
 
     int64_t position() const noexcept;  // tokens held
     // Bytes of attention state the held tokens occupy (raw window, compressor
@@ -103,7 +129,9 @@ public:
     // Logits for the next token (empty before the first token).
     std::span<const float> logits() const noexcept;
     // With PrefillOptions::all_logits: logits after token `i` of the last
-    // prefill call (0-based within that call).
+    // prefill call (0-based within that call). Throws InvalidArgument for a
+    // row that was not computed (no all_logits, or a prefill cancelled or
+    // failed before token i).
     std::span<const float> logits_at(int64_t i) const;
 
     // Drop every token from `position` on; the state and logits become
@@ -167,7 +195,7 @@ public:
     void reset_stats() noexcept;
 
     struct Impl;
-    Impl& impl() noexcept { return *impl_; }
+    Impl& impl();  // internals, for the library's own tests and tools
 
 private:
     std::unique_ptr<Impl> impl_;

@@ -5,12 +5,15 @@
 #include <cstring>
 #include <numeric>
 
+#include "core/error_internal.hpp"
 #include "core/half.hpp"
+#include "core/memory_internal.hpp"
 #include "engine/hooks.hpp"
 #include "placement/worker_pool.hpp"
 
 namespace ds4::engine {
 
+using detail::fail;
 using kernels::Activations;
 using kernels::Matrix;
 
@@ -70,34 +73,39 @@ Forward::Forward(const Model::Impl& model, int max_batch)
     const ModelConfig& cfg = cfg_;
     cpu_.pool = pool_;
     node_items_.resize(pool_ ? static_cast<size_t>(pool_->n_nodes()) : 0);
-    const size_t T = static_cast<size_t>(max_batch);
-    const size_t d = cfg.n_embd, hc = cfg.hc_count, mix = cfg.hc_mix_size();
-    X_.resize(T * hc * d);
-    X2_.resize(T * hc * d);
-    flat_.resize(T * hc * d);
-    xin_.resize(T * d);
-    u_.resize(T * d);
-    y_.resize(T * d);
-    split_.resize(T * mix);
-    mix_.resize(T * mix);
-    qr_.resize(T * cfg.q_lora_rank);
-    q_.resize(T * cfg.n_head * cfg.head_dim);
-    kv_.resize(T * cfg.head_dim);
-    o_.resize(T * cfg.n_head * cfg.head_dim);
-    og_.resize(T * cfg.n_head * cfg.head_dim);
-    low_.resize(T * cfg.o_groups * cfg.o_lora_rank);
-    logit_.resize(T * cfg.n_expert);
-    probs_.resize(T * cfg.n_expert);
-    wsel_.resize(T * cfg.n_expert_used);
-    sel_.resize(T * cfg.n_expert_used);
-    moe_parts_.resize(T * cfg.n_expert_used * d);
-    rope_cs_.resize(cfg.n_rot);
+    allocate_scratch(static_cast<size_t>(max_batch));
+    rope_cs_.resize(static_cast<size_t>(cfg.n_rot));
     if (off_) {
         for (int il = 0; il < cfg.n_layer; ++il) {
             attn_norm_names_.push_back("blk." + std::to_string(il) + ".attn_norm.weight");
             ffn_norm_names_.push_back("blk." + std::to_string(il) + ".ffn_norm.weight");
         }
     }
+}
+
+// The batch-sized buffers, floats per token; all sizes come from tensors the
+// model has (checked at load) times the batch.
+void Forward::allocate_scratch(size_t T) {
+    const ModelConfig& c = cfg_;
+    const size_t d = static_cast<size_t>(c.n_embd), hcd = static_cast<size_t>(c.hc_count) * d,
+                 mix = static_cast<size_t>(c.hc_mix_size()),
+                 heads = static_cast<size_t>(c.n_head) * static_cast<size_t>(c.head_dim);
+    const std::pair<std::vector<float>*, size_t> per_token[] = {
+        {&X_, hcd},     {&X2_, hcd},     {&flat_, hcd},    {&xin_, d},
+        {&u_, d},       {&y_, d},        {&split_, mix},   {&mix_, mix},
+        {&qr_, static_cast<size_t>(c.q_lora_rank)},        {&q_, heads},
+        {&kv_, static_cast<size_t>(c.head_dim)},           {&o_, heads},
+        {&og_, heads},  {&low_, static_cast<size_t>(c.o_groups) * static_cast<size_t>(c.o_lora_rank)},
+        {&logit_, static_cast<size_t>(c.n_expert)},        {&probs_, static_cast<size_t>(c.n_expert)},
+        {&wsel_, static_cast<size_t>(c.n_expert_used)},    {&moe_parts_, static_cast<size_t>(c.n_expert_used) * d},
+    };
+    uint64_t bytes = static_cast<uint64_t>(T) * static_cast<uint64_t>(c.n_expert_used) * sizeof(int32_t);  // sel_
+    for (const auto& [buf, width] : per_token) bytes += static_cast<uint64_t>(T) * width * sizeof(float);
+    detail::allocate_checked(detail::format("the forward-pass scratch for batches of %zu tokens", T), bytes,
+                             "use a smaller SessionOptions::prefill_chunk", [&] {
+                                 for (const auto& [buf, width] : per_token) buf->resize(T * width);
+                                 sel_.resize(T * static_cast<size_t>(c.n_expert_used));
+                             });
 }
 
 // ---- dispatch to the assigned backend -----------------------------------------

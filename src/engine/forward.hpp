@@ -84,6 +84,7 @@ private:
               int64_t n);
     void hc_pre(const model::HcMixWeights& hw, int n, float* out_in, float* split);
     void hc_post(const model::HcMixWeights& hw, int n, const float* y, const float* split);
+    void allocate_scratch(size_t max_batch);
     const model::BackendAssignment::Entry* offload(const void* weight_data, BackendOp op, DType type) const;
     // One routed expert with its rows split over the NUMA nodes of the plan
     // (experts copied into node memory): gate/up rows per node, SwiGLU, then

@@ -1,5 +1,7 @@
 #include "engine/hooks.hpp"
 
+#include <algorithm>
+
 #include "core/error_internal.hpp"
 
 namespace ds4 {
@@ -34,10 +36,27 @@ namespace {
 bool is_output_point(HookPoint p) { return p == HookPoint::FinalHidden || p == HookPoint::Logits; }
 }  // namespace
 
+HookDispatch::HookDispatch(int n_layer) : n_layer_(n_layer) {
+    for (auto& v : any_) v.assign(static_cast<size_t>(n_layer_ + 1), false);
+}
+
+std::vector<HookDispatch::Entry>& HookDispatch::editable() {
+    if (!deferring_) return entries_;
+    if (!has_staged_) {
+        staged_ = entries_;
+        has_staged_ = true;
+    }
+    return staged_;
+}
+
+void HookDispatch::edited() {
+    if (!deferring_) rebuild();
+}
+
 HookHandle HookDispatch::add(std::shared_ptr<Hook> hook) {
     if (!hook) detail::fail(ErrorCode::InvalidArgument, "add_hook: null hook");
     Entry e;
-    e.id = next_id_++;
+    e.id = next_id_;
     e.wanted.assign(static_cast<size_t>(n_layer_ + 1), {});
     for (int p = 0; p < kHookPointCount; ++p) {
         const auto hp = static_cast<HookPoint>(p);
@@ -48,32 +67,44 @@ HookHandle HookDispatch::add(std::shared_ptr<Hook> hook) {
         }
     }
     e.hook = std::move(hook);
-    entries_.push_back(std::move(e));
-    rebuild();
-    return {entries_.back().id};
+    editable().push_back(std::move(e));
+    ++next_id_;
+    edited();
+    return {next_id_ - 1};
 }
 
 bool HookDispatch::remove(HookHandle h) {
-    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+    auto& list = editable();
+    for (auto it = list.begin(); it != list.end(); ++it)
         if (it->id == h.id) {
-            entries_.erase(it);
-            rebuild();
+            list.erase(it);
+            edited();
             return true;
         }
     return false;
 }
 
 void HookDispatch::clear() {
-    entries_.clear();
+    editable().clear();
+    edited();
+}
+
+void HookDispatch::end_pass() noexcept {
+    deferring_ = false;
+    if (!has_staged_) return;
+    entries_.swap(staged_);
+    staged_.clear();  // releases the hooks removed during the pass
+    has_staged_ = false;
     rebuild();
 }
 
-void HookDispatch::rebuild() {
-    for (auto& v : any_) v.assign(static_cast<size_t>(n_layer_ + 1), false);
+// Allocates nothing (any_ is sized once), so end_pass can run in a destructor.
+void HookDispatch::rebuild() noexcept {
+    for (auto& v : any_) std::fill(v.begin(), v.end(), false);
     for (const auto& e : entries_)
         for (size_t l = 0; l < e.wanted.size(); ++l)
-            for (int p = 0; p < kHookPointCount; ++p)
-                if (e.wanted[l][static_cast<size_t>(p)]) any_[static_cast<size_t>(p)][l] = true;
+            for (size_t p = 0; p < kHookPointCount; ++p)
+                if (e.wanted[l][p]) any_[p][l] = true;
 }
 
 void HookDispatch::call(const ActivationView& view) const {

@@ -11,11 +11,17 @@ namespace ds4::engine {
 
 class HookDispatch {
 public:
-    explicit HookDispatch(int n_layer) : n_layer_(n_layer) {}
+    explicit HookDispatch(int n_layer);
 
+    // Edits of the list. Between begin_pass() and end_pass() they go to a
+    // staged copy and the pass keeps calling the list it started with; the
+    // staged list takes effect at end_pass().
     HookHandle add(std::shared_ptr<Hook> hook);
     bool remove(HookHandle h);
     void clear();
+    void begin_pass() noexcept { deferring_ = true; }
+    void end_pass() noexcept;
+
     bool empty() const { return entries_.empty(); }
     // Combined fingerprint of the editing hooks, in order (0 if none edits).
     uint64_t fingerprint() const;
@@ -35,10 +41,15 @@ private:
         std::shared_ptr<Hook> hook;
         std::vector<std::array<bool, kHookPointCount>> wanted;  // [layer+1][point]
     };
-    void rebuild();
+    // The list edits apply to: the active one, or the staged copy in a pass.
+    std::vector<Entry>& editable();
+    void edited();
+    void rebuild() noexcept;
     int n_layer_;
     uint64_t next_id_ = 1;
     std::vector<Entry> entries_;
+    std::vector<Entry> staged_;
+    bool deferring_ = false, has_staged_ = false;
     std::array<std::vector<bool>, kHookPointCount> any_;
 };
 

@@ -1,6 +1,7 @@
 // Session and Snapshot internals.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <vector>
@@ -42,7 +43,7 @@ struct Session::Impl {
     Impl(std::shared_ptr<const Model> model, const SessionOptions& options);
 
     std::shared_ptr<const Model> model;
-    SessionOptions options;
+    SessionOptions options;  // checked (checked_options) before anything is allocated
     const ModelConfig& cfg;
     engine::Forward forward;
     engine::TimelineState state;
@@ -52,20 +53,32 @@ struct Session::Impl {
     std::vector<float> logits;
     std::vector<float> scratch_logits;
     std::vector<float> all_logits;
-    int64_t all_logits_count = 0;
+    int64_t all_logits_count = 0;      // rows of all_logits computed
+    int64_t all_logits_requested = 0;  // tokens of the prefill that asked for them
     std::deque<Checkpoint> checkpoints;
     engine::HookDispatch hooks;
     uint64_t state_fingerprint = 0;  // edits that produced the current state
+    // The public call running on this session (null when idle): a call made
+    // from inside it (a hook or a callback) is refused (session_call).
+    std::atomic<const char*> running{nullptr};
 
     void validate_tokens(std::span<const TokenId> toks) const;
     // Evaluate tokens with the given phase; prefill calls leave a rewind
     // checkpoint at their end when checkpoint_at_end is set.
     void evaluate(std::span<const TokenId> toks, const PrefillOptions& popt, Phase phase, bool checkpoint_at_end);
     void take_checkpoint();
+    void clear_all_logits() noexcept;
+    void reserve_all_logits(int64_t n_tokens);
     void restore_checkpoint(const Checkpoint& cp);
     void reset();
     // Re-evaluate tokens[from, to) of `source` with the phases they had.
     void replay(const std::vector<TokenId>& source, const std::vector<uint8_t>& phases, size_t from, size_t to);
+    void rewind(int64_t position);
+    int64_t common_prefix(std::span<const TokenId> toks) const noexcept;
+    void sync(std::span<const TokenId> toks, const PrefillOptions& popt);
+    Snapshot snapshot() const;
+    // Replaces the state (strong guarantee up to the closing checkpoint).
+    void restore(const Snapshot::Impl& snapshot, const RestoreOptions& options);
     uint64_t steering_fingerprint() const { return state_fingerprint; }
     void note_edits_for_new_tokens();
 };

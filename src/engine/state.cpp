@@ -1,8 +1,13 @@
 #include "engine/state.hpp"
 
 #include <algorithm>
+#include <cstring>
+
+#include "core/error_internal.hpp"
 
 namespace ds4::engine {
+
+using detail::fail;
 
 constexpr float kNegInf = -1e30f;
 
@@ -23,13 +28,18 @@ void CompressorState::clear() {
     n_rows = 0;
 }
 
-void TimelineState::init(const ModelConfig& cfg) {
+namespace {
+int64_t ring_rows(int window, int64_t max_tokens) { return std::max<int64_t>(1, std::min<int64_t>(window, max_tokens)); }
+}  // namespace
+
+void TimelineState::init(const ModelConfig& cfg, int64_t max_tokens) {
     layers.assign(static_cast<size_t>(cfg.n_layer), LayerState{});
     for (int il = 0; il < cfg.n_layer; ++il) {
         LayerState& L = layers[static_cast<size_t>(il)];
         L.window = cfg.sliding_window;
         L.dim = cfg.head_dim;
-        L.raw.assign(static_cast<size_t>(L.window) * L.dim, 0);
+        L.ring = ring_rows(L.window, max_tokens);
+        L.raw.assign(static_cast<size_t>(L.ring) * static_cast<size_t>(L.dim), 0);
         const int ratio = cfg.compress_ratio(il);
         if (ratio != 0) {
             L.compressed = true;
@@ -41,6 +51,24 @@ void TimelineState::init(const ModelConfig& cfg) {
         }
     }
     n_past = 0;
+}
+
+TimelineState TimelineState::with_ring_for(int64_t max_tokens) const {
+    TimelineState out = *this;
+    for (LayerState& L : out.layers) {
+        const int64_t ring = ring_rows(L.window, max_tokens);
+        const int64_t kept = std::min<int64_t>(n_past, L.window);
+        if (kept > ring || kept > L.ring)
+            fail(ErrorCode::InvalidArgument, "a state of %lld tokens does not fit in a ring of %lld rows",
+                 static_cast<long long>(n_past), static_cast<long long>(std::min(ring, L.ring)));
+        std::vector<uint16_t> raw(static_cast<size_t>(ring) * static_cast<size_t>(L.dim), 0);
+        const size_t row_bytes = sizeof(uint16_t) * static_cast<size_t>(L.dim);
+        for (int64_t p = n_past - kept; p < n_past; ++p)
+            std::memcpy(&raw[static_cast<size_t>(p % ring) * static_cast<size_t>(L.dim)], L.raw_row(p), row_bytes);
+        L.ring = ring;
+        L.raw = std::move(raw);
+    }
+    return out;
 }
 
 void TimelineState::clear() {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <climits>
 #include <vector>
 
 #include "ds4/config.hpp"
@@ -29,23 +30,33 @@ struct CompressorState {
 
 struct LayerState {
     int window = 0, dim = 0;
-    std::vector<uint16_t> raw;  // ring: [window][dim] f16; position p lives in slot p % window
+    // Rows of the ring: the window, or fewer when the timeline can never hold
+    // a window of tokens (min(window, context)); every row attention reads is
+    // still in the ring.
+    int64_t ring = 0;
+    std::vector<uint16_t> raw;  // ring: [ring][dim] f16; position p lives in slot p % ring
     bool compressed = false, indexed = false;
     CompressorState attn;     // ratio != 0
     CompressorState indexer;  // ratio == 4
 
     const uint16_t* raw_row(int64_t pos) const {
-        return raw.data() + static_cast<size_t>(pos % window) * dim;
+        return raw.data() + static_cast<size_t>(pos % ring) * dim;
     }
-    uint16_t* raw_row(int64_t pos) { return raw.data() + static_cast<size_t>(pos % window) * dim; }
+    uint16_t* raw_row(int64_t pos) { return raw.data() + static_cast<size_t>(pos % ring) * dim; }
 };
 
 struct TimelineState {
     std::vector<LayerState> layers;
     int64_t n_past = 0;  // tokens whose state is in the cache
 
-    void init(const ModelConfig& cfg);
+    // Empty state for a timeline of at most `max_tokens` tokens (the ring
+    // holds min(window, max_tokens) rows; the default keeps the whole window,
+    // the layout of snapshot files).
+    void init(const ModelConfig& cfg, int64_t max_tokens = INT64_MAX);
     void clear();
+    // The same state with rings of min(window, max_tokens) rows; throws
+    // (leaving *this unchanged) unless they hold every row attention reads.
+    TimelineState with_ring_for(int64_t max_tokens) const;
     // Bytes of state that depend on the tokens (for reports and snapshots).
     uint64_t bytes_in_use() const;
 };

@@ -31,11 +31,13 @@ constexpr uint32_t kMaxDims = 8;
 constexpr int kMaxArrayDepth = 8;
 constexpr uint64_t kDefaultAlignment = 32;
 
-// Owns the bytes: either an mmap or a heap copy.
+// Owns the bytes: either an mmap (with the file kept open, to notice a
+// truncation) or a heap copy.
 struct Mapping {
     const uint8_t* data = nullptr;
     size_t size = 0;
     bool mapped = false;
+    int fd = -1;
     std::vector<uint8_t> owned;
 
     Mapping() = default;
@@ -43,6 +45,7 @@ struct Mapping {
     Mapping& operator=(const Mapping&) = delete;
     ~Mapping() {
         if (mapped && data) munmap(const_cast<uint8_t*>(data), size);
+        if (fd >= 0) ::close(fd);
     }
 };
 
@@ -171,7 +174,19 @@ struct File::Impl {
     std::unordered_map<std::string, size_t> tensor_index;
 
     void parse(const OpenOptions& options);
+    void check_not_truncated() const;
 };
+
+void File::Impl::check_not_truncated() const {
+    if (map->fd < 0) return;
+    struct stat st {};
+    if (fstat(map->fd, &st) != 0) fail(ErrorCode::IoError, "%s: cannot stat: %s", path.c_str(), std::strerror(errno));
+    if (static_cast<uint64_t>(st.st_size) < map->size)
+        fail(ErrorCode::CorruptFile,
+             "%s: the file was truncated from %zu to %lld bytes while it was open; replace a model file by renaming "
+             "a new file over it, never truncate or rewrite it in place",
+             path.c_str(), map->size, static_cast<long long>(st.st_size));
+}
 
 void File::Impl::parse(const OpenOptions& options) {
     const uint8_t* base = map->data;
@@ -291,27 +306,18 @@ File File::open(const std::string& path, const OpenOptions& options) {
     impl->map = std::make_unique<Mapping>();
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO is refused, not waited on
     if (fd < 0) fail(ErrorCode::IoError, "%s: cannot open: %s", path.c_str(), std::strerror(errno));
+    impl->map->fd = fd;  // closed by the mapping
+    // The mapping's size is the size now; check_not_truncated compares later sizes with it.
     struct stat st {};
-    if (fstat(fd, &st) != 0) {
-        const int e = errno;
-        ::close(fd);
-        fail(ErrorCode::IoError, "%s: cannot stat: %s", path.c_str(), std::strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ::close(fd);
-        fail(ErrorCode::IoError, "%s: not a regular file", path.c_str());
-    }
-    if (st.st_size == 0) {
-        ::close(fd);
-        fail(ErrorCode::CorruptFile, "%s: empty file, not a GGUF file", path.c_str());
-    }
+    if (fstat(fd, &st) != 0) fail(ErrorCode::IoError, "%s: cannot stat: %s", path.c_str(), std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) fail(ErrorCode::IoError, "%s: not a regular file", path.c_str());
+    if (st.st_size == 0) fail(ErrorCode::CorruptFile, "%s: empty file, not a GGUF file", path.c_str());
     void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE | (options.populate ? MAP_POPULATE : 0), fd, 0);
-    const int e = errno;
-    ::close(fd);
-    if (p == MAP_FAILED) fail(ErrorCode::IoError, "%s: mmap failed: %s", path.c_str(), std::strerror(e));
+    if (p == MAP_FAILED) fail(ErrorCode::IoError, "%s: mmap failed: %s", path.c_str(), std::strerror(errno));
     impl->map->data = static_cast<const uint8_t*>(p);
     impl->map->size = static_cast<size_t>(st.st_size);
     impl->map->mapped = true;
+    impl->check_not_truncated();  // a truncation racing the mapping
     impl->parse(options);
     File f;
     f.impl_ = std::move(impl);
@@ -331,6 +337,7 @@ File File::from_bytes(std::span<const uint8_t> bytes, std::string name) {
     return f;
 }
 
+void File::check_not_truncated() const { impl_->check_not_truncated(); }
 const std::string& File::path() const noexcept { return impl_->path; }
 uint32_t File::version() const noexcept { return impl_->version; }
 uint64_t File::alignment() const noexcept { return impl_->alignment; }

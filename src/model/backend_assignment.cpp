@@ -2,10 +2,10 @@
 
 #include <cstdio>
 #include <map>
-#include <regex>
 
 #include "core/error_internal.hpp"
 #include "core/log_internal.hpp"
+#include "model/name_pattern.hpp"
 #include "quant/quant.hpp"
 
 namespace ds4::model {
@@ -28,19 +28,12 @@ BackendAssignment BackendAssignment::resolve(const gguf::File& file, const Model
                                              const ModelOptions& o) {
     BackendAssignment a;
     struct Rule {
-        std::regex re;
+        NamePattern re;
         const TensorOverride* src;
         bool used = false;
     };
     std::vector<Rule> rules;
-    for (const auto& ov : o.tensor_overrides) {
-        try {
-            rules.push_back({std::regex(ov.pattern, std::regex::ECMAScript), &ov});
-        } catch (const std::regex_error& e) {
-            fail(ErrorCode::InvalidArgument, "tensor override pattern '%s' is not a valid regular expression: %s",
-                 ov.pattern.c_str(), e.what());
-        }
-    }
+    for (const auto& ov : o.tensor_overrides) rules.push_back({NamePattern(ov.pattern), &ov});
     for (const auto& h : o.hot_experts) {
         if (h.layer < 0 || h.layer >= cfg.n_layer)
             fail(ErrorCode::InvalidArgument, "hot experts: layer %d is outside [0, %d)", h.layer, cfg.n_layer);
@@ -81,7 +74,7 @@ BackendAssignment BackendAssignment::resolve(const gguf::File& file, const Model
     for (const auto& t : file.tensors()) {
         std::string spec = o.backend;
         for (auto& r : rules)
-            if (std::regex_search(t.name, r.re)) {
+            if (r.re.search(t.name)) {
                 spec = r.src->backend;
                 r.used = true;
                 break;

@@ -1,5 +1,6 @@
 // ModelConfig: read the deepseek4.* hyperparameters and check that they
 // describe a model the engine can run.
+#include <algorithm>
 #include <cmath>
 
 #include "core/error_internal.hpp"
@@ -71,19 +72,19 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& file) {
                  file.path().c_str(), a.c_str());
     }
     MetaReader m(file);
-    constexpr int64_t kBig = 1 << 24;
+    using L = ModelConfig::Limits;
     ModelConfig c;
     if (const auto* n = file.find("general.name"); n && n->is_string()) c.name = n->as_string();
-    c.n_layer = m.integer("block_count", 1, 4096);
-    c.n_embd = m.integer("embedding_length", 1, kBig);
-    c.n_vocab = m.integer("vocab_size", 1, kBig);
-    c.n_head = m.integer("attention.head_count", 1, 65536);
-    const int n_head_kv = m.integer("attention.head_count_kv", 1, 65536);
+    c.n_layer = m.integer("block_count", 1, L::layers);
+    c.n_embd = m.integer("embedding_length", 1, L::width);
+    c.n_vocab = m.integer("vocab_size", 1, L::vocab);
+    c.n_head = m.integer("attention.head_count", 1, L::heads);
+    const int n_head_kv = m.integer("attention.head_count_kv", 1, L::heads);
     if (n_head_kv != 1)
         fail(ErrorCode::UnsupportedModel, "%s: metadata key 'deepseek4.attention.head_count_kv' = %d; DS4 uses one "
              "shared KV row", m.path().c_str(), n_head_kv);
-    c.head_dim = m.integer("attention.key_length", 2, 65536);
-    const int value_len = m.integer("attention.value_length", 2, 65536);
+    c.head_dim = m.integer("attention.key_length", 2, L::head_dim);
+    const int value_len = m.integer("attention.value_length", 2, L::head_dim);
     if (value_len != c.head_dim)
         fail(ErrorCode::UnsupportedModel, "%s: 'deepseek4.attention.value_length' (%d) must equal key_length (%d)",
              m.path().c_str(), value_len, c.head_dim);
@@ -91,16 +92,16 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& file) {
     if (c.n_rot % 2 != 0)
         fail(ErrorCode::UnsupportedModel, "%s: 'deepseek4.rope.dimension_count' = %d must be even", m.path().c_str(),
              c.n_rot);
-    c.q_lora_rank = m.integer("attention.q_lora_rank", 1, kBig);
-    c.o_lora_rank = m.integer("attention.output_lora_rank", 1, kBig);
+    c.q_lora_rank = m.integer("attention.q_lora_rank", 1, L::width);
+    c.o_lora_rank = m.integer("attention.output_lora_rank", 1, L::width);
     c.o_groups = m.integer("attention.output_group_count", 1, c.n_head);
     if (c.n_head % c.o_groups != 0)
         fail(ErrorCode::UnsupportedModel, "%s: head_count %d is not a multiple of output_group_count %d",
              m.path().c_str(), c.n_head, c.o_groups);
-    c.n_expert = m.integer("expert_count", 1, 65536);
-    c.n_expert_used = m.integer("expert_used_count", 1, c.n_expert);
+    c.n_expert = m.integer("expert_count", 1, L::experts);
+    c.n_expert_used = m.integer("expert_used_count", 1, std::min(c.n_expert, L::experts_used));
     c.n_expert_shared = m.integer("expert_shared_count", 1, 1);
-    c.expert_ff = m.integer("expert_feed_forward_length", 1, kBig);
+    c.expert_ff = m.integer("expert_feed_forward_length", 1, L::width);
     c.n_hash_layers = m.integer("hash_layer_count", 0, c.n_layer);
     c.expert_weights_scale = m.real("expert_weights_scale", 1e-6, 1e6);
     if (const auto* norm = m.find("expert_weights_norm"); norm && !norm->as_bool("deepseek4.expert_weights_norm"))
@@ -118,14 +119,14 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& file) {
     c.swiglu_clamp.resize(static_cast<size_t>(c.n_layer));
     c.norm_eps = m.real("attention.layer_norm_rms_epsilon", 1e-30, 1.0);
     c.hc_eps = m.real("hyper_connection.epsilon", 1e-30, 1.0);
-    c.hc_count = m.integer("hyper_connection.count", 1, 64);
-    c.hc_sinkhorn_iters = m.integer("hyper_connection.sinkhorn_iterations", 1, 10000);
-    c.sliding_window = m.integer("attention.sliding_window", 1, kBig);
+    c.hc_count = m.integer("hyper_connection.count", 1, L::hc_streams);
+    c.hc_sinkhorn_iters = m.integer("hyper_connection.sinkhorn_iterations", 1, L::sinkhorn_iters);
+    c.sliding_window = m.integer("attention.sliding_window", 1, L::window);
     for (double v : m.numbers("attention.compress_ratios", static_cast<size_t>(c.n_layer))) {
-        if (v != std::floor(v) || v < 0 || v == 1 || v > 65536)
+        if (v != std::floor(v) || v < 0 || v == 1 || v > L::compress_ratio)
             fail(ErrorCode::UnsupportedModel,
-                 "%s: 'deepseek4.attention.compress_ratios' entry %g is not 0 or an integer ratio >= 2",
-                 m.path().c_str(), v);
+                 "%s: 'deepseek4.attention.compress_ratios' entry %g is not 0 or an integer ratio in [2, %d]",
+                 m.path().c_str(), v, L::compress_ratio);
         c.compress_ratios.push_back(static_cast<int>(v));
     }
     c.compress_ratios.resize(static_cast<size_t>(c.n_layer));
@@ -135,14 +136,14 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& file) {
         any_compressed |= r != 0;
     }
     if (any_indexer) {
-        c.indexer_heads = m.integer("attention.indexer.head_count", 1, 65536);
-        c.indexer_head_dim = m.integer("attention.indexer.key_length", 32, 65536);
+        c.indexer_heads = m.integer("attention.indexer.head_count", 1, L::heads);
+        c.indexer_head_dim = m.integer("attention.indexer.key_length", 32, L::head_dim);
         if ((c.indexer_head_dim & (c.indexer_head_dim - 1)) != 0 || c.indexer_head_dim < c.n_rot)
             fail(ErrorCode::UnsupportedModel,
                  "%s: 'deepseek4.attention.indexer.key_length' = %d must be a power of two >= 32 and >= the RoPE "
                  "dimension count %d",
                  m.path().c_str(), c.indexer_head_dim, c.n_rot);
-        c.indexer_top_k = m.integer("attention.indexer.top_k", 1, kBig);
+        c.indexer_top_k = m.integer("attention.indexer.top_k", 1, L::top_k);
     }
     c.rope_base = m.real("rope.freq_base", 1.0001, 1e12);
     if (any_compressed) {
@@ -152,7 +153,12 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& file) {
         c.yarn_beta_fast = m.real("rope.scaling.yarn_beta_fast", 1e-6, 1e6);
         c.yarn_beta_slow = m.real("rope.scaling.yarn_beta_slow", 1e-6, 1e6);
     }
-    if (const auto* ctx = m.find("context_length")) c.context_length = ctx->as_int("deepseek4.context_length");
+    if (const auto* ctx = m.find("context_length")) {
+        c.context_length = ctx->as_int("deepseek4.context_length");
+        if (c.context_length < 0)
+            fail(ErrorCode::UnsupportedModel, "%s: metadata key 'deepseek4.context_length' = %lld is negative",
+                 m.path().c_str(), static_cast<long long>(c.context_length));
+    }
     return c;
 }
 

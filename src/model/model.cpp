@@ -95,7 +95,10 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOpt
         if (options.require_published_shape) im.config.require_published_shape();
         im.weights = model::Weights::bind(im.file, im.config);
         im.backends = model::BackendAssignment::resolve(im.file, im.config, im.weights, options);
+        im.file.check_not_truncated();  // placement may copy the experts
         place_weights(im);
+        im.file.check_not_truncated();  // the fingerprint samples every tensor
+        im.fingerprint = compute_fingerprint(im.file, im.config);
     } catch (const Error& e) {
         // Name the file in every message.
         const std::string msg = e.what();
@@ -108,7 +111,6 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelOpt
             detail::fail(ErrorCode::UnsupportedModel, "%s: the tokenizer has %zu tokens but vocab_size is %d",
                          path.c_str(), im.tokenizer->vocab_size(), im.config.n_vocab);
     }
-    im.fingerprint = compute_fingerprint(im.file, im.config);
     DS4_LOG_INFO("loaded %s: %d layers, width %d, %d experts (%llu MiB routed experts mapped, %llu MiB other)",
                  path.c_str(), im.config.n_layer, im.config.n_embd, im.config.n_expert,
                  static_cast<unsigned long long>(im.weights.routed_expert_bytes >> 20),

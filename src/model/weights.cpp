@@ -56,6 +56,7 @@ public:
     const gguf::TensorInfo* find(const std::string& name) const { return f_.find_tensor(name); }
 
     const gguf::TensorInfo& get(const std::string& name, Kind kind, std::vector<uint64_t> shape) {
+        f_.check_not_truncated();  // binding may read the data
         const gguf::TensorInfo* t = f_.find_tensor(name);
         if (!t)
             fail(ErrorCode::UnsupportedModel, "%s: required tensor '%s' %s is missing", f_.path().c_str(),

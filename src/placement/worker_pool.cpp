@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <system_error>
 
 #include "core/error_internal.hpp"
 #include "core/log_internal.hpp"
@@ -31,6 +32,45 @@ inline int64_t prefix_share(int64_t units, int64_t cum, int64_t total) {
 }
 
 }  // namespace
+
+// pthread_atfork handlers over the pools alive in the process: fork waits for
+// the runs in progress and the child marks its pools as having no workers.
+struct ForkHandlers {
+    static std::mutex& mutex() {
+        static std::mutex m;
+        return m;
+    }
+    static std::vector<WorkerPool*>& pools() {
+        static std::vector<WorkerPool*> v;
+        return v;
+    }
+    static void add(WorkerPool* p) {
+        static std::once_flag once;
+        std::call_once(once, [] { pthread_atfork(&prepare, &parent, &child); });
+        std::lock_guard<std::mutex> lock(mutex());
+        pools().push_back(p);
+    }
+    static void remove(WorkerPool* p) {
+        std::lock_guard<std::mutex> lock(mutex());
+        auto& v = pools();
+        v.erase(std::remove(v.begin(), v.end(), p), v.end());
+    }
+    static void prepare() {
+        mutex().lock();
+        for (WorkerPool* p : pools()) p->run_mutex_.lock();
+    }
+    static void parent() {
+        for (WorkerPool* p : pools()) p->run_mutex_.unlock();
+        mutex().unlock();
+    }
+    static void child() {
+        for (WorkerPool* p : pools()) {
+            p->forked_ = true;
+            p->run_mutex_.unlock();
+        }
+        mutex().unlock();
+    }
+};
 
 struct alignas(64) WorkerPool::SubPool {
     int index = 0;  // position in subs_
@@ -102,29 +142,8 @@ void WorkerPool::start(std::vector<std::vector<int>> cores_per_node, const std::
         }
     }
     binding_.pool_threads = total_workers_ - (options_.caller_participates ? 1 : 0);
-    try {
-        for (auto& s : slots_) {
-            if (is_caller_slot(*s)) continue;
-            WorkerSlot* p = s.get();
-            s->thread = std::thread([this, p] { worker_main(p); });
-        }
-    } catch (...) {
-        stop_.store(true, std::memory_order_release);
-        for (auto& sp : subs_) {
-            sp->generation.fetch_add(1, std::memory_order_release);
-            sp->generation.notify_all();
-        }
-        for (auto& s : slots_)
-            if (s->thread.joinable()) s->thread.join();
-        throw;
-    }
-    // Wait until every worker has started (and tried to bind).
-    int v = started_.load(std::memory_order_acquire);
-    while (v != binding_.pool_threads) {
-        started_.wait(v, std::memory_order_acquire);
-        v = started_.load(std::memory_order_acquire);
-    }
-    binding_.bound_workers = bound_.load(std::memory_order_acquire);
+    spawn_workers();
+    ForkHandlers::add(this);
     if (options_.bind && topology_) {
         if (!binding_.supported)
             DS4_LOG_WARN("placement: this topology (%s) cannot bind threads; %d workers run unbound",
@@ -135,7 +154,31 @@ void WorkerPool::start(std::vector<std::vector<int>> cores_per_node, const std::
     }
 }
 
-WorkerPool::~WorkerPool() {
+void WorkerPool::spawn_workers() {
+    try {
+        for (auto& s : slots_) {
+            if (is_caller_slot(*s)) continue;
+            WorkerSlot* p = s.get();
+            s->thread = std::thread([this, p] { worker_main(p); });
+        }
+    } catch (const std::system_error& e) {
+        stop_workers();
+        detail::fail(ErrorCode::Internal, "worker pool: cannot start %d worker threads: %s", binding_.pool_threads,
+                     e.what());
+    } catch (...) {
+        stop_workers();
+        throw;
+    }
+    // Wait until every worker has started (and tried to bind).
+    int v = started_.load(std::memory_order_acquire);
+    while (v != binding_.pool_threads) {
+        started_.wait(v, std::memory_order_acquire);
+        v = started_.load(std::memory_order_acquire);
+    }
+    binding_.bound_workers = bound_.load(std::memory_order_acquire);
+}
+
+void WorkerPool::stop_workers() noexcept {
     stop_.store(true, std::memory_order_release);
     for (auto& sp : subs_) {
         sp->generation.fetch_add(1, std::memory_order_release);
@@ -143,6 +186,48 @@ WorkerPool::~WorkerPool() {
     }
     for (auto& s : slots_)
         if (s->thread.joinable()) s->thread.join();
+}
+
+// In a forked child the workers do not exist: their thread objects can be
+// neither joined nor detached (the ids may be reused by new threads), so
+// they are moved to a list that is never destroyed.
+void WorkerPool::abandon_workers() noexcept {
+    static auto* abandoned = new std::vector<std::thread>();
+    for (auto& s : slots_)
+        if (s->thread.joinable()) abandoned->push_back(std::move(s->thread));
+}
+
+// The child's first run: no run was in progress at fork (the fork handlers
+// held the run lock), so the counters only need their idle values.
+void WorkerPool::restart_after_fork() {
+    abandon_workers();
+    for (auto& sp : subs_) {
+        sp->pending.store(0, std::memory_order_relaxed);
+        sp->cursor.store(0, std::memory_order_relaxed);
+    }
+    task_ = nullptr;
+    error_ = nullptr;
+    stop_.store(false, std::memory_order_relaxed);
+    failed_.store(false, std::memory_order_relaxed);
+    nodes_pending_.store(0, std::memory_order_relaxed);
+    started_.store(0, std::memory_order_relaxed);
+    bound_.store(0, std::memory_order_relaxed);
+    spawn_workers();
+    forked_ = false;
+}
+
+std::unique_lock<std::mutex> WorkerPool::lock_runs() {
+    std::unique_lock<std::mutex> lock(run_mutex_);
+    if (forked_) restart_after_fork();
+    return lock;
+}
+
+WorkerPool::~WorkerPool() {
+    ForkHandlers::remove(this);
+    if (forked_)
+        abandon_workers();
+    else
+        stop_workers();
 }
 
 int WorkerPool::workers(int node) const noexcept {
@@ -187,10 +272,12 @@ void WorkerPool::worker_main(WorkerSlot* slot) {
         if (topology_->bind_thread_to_core(slot->core_pu)) bound_.fetch_add(1, std::memory_order_relaxed);
         (void)topology_->bind_thread_memory(sp.os_index);
     }
+    // Runs start after every worker has started (the constructor and a
+    // restart after fork wait for it): none is missed.
+    uint32_t seen = sp.generation.load(std::memory_order_acquire);
     started_.fetch_add(1, std::memory_order_release);
     started_.notify_all();
 
-    uint32_t seen = 0;
     for (;;) {
         uint32_t g = sp.generation.load(std::memory_order_acquire);
         for (int i = 0; g == seen && i < options_.worker_spin; ++i) {
@@ -299,7 +386,7 @@ void check_not_nested(const WorkerPool* self) {
 
 void WorkerPool::run_one(int node, int64_t n, const Task& t) {
     check_not_nested(this);
-    std::lock_guard<std::mutex> lock(run_mutex_);
+    const auto lock = lock_runs();
     for (size_t k = 0; k < subs_.size(); ++k) {
         subs_[k]->base = 0;
         subs_[k]->n = static_cast<int>(k) == node ? std::max<int64_t>(0, n) : 0;
@@ -311,7 +398,7 @@ void WorkerPool::run_nodes(std::span<const int64_t> n, const Task& t) {
     check_not_nested(this);
     if (n.size() != subs_.size())
         detail::fail(ErrorCode::InvalidArgument, "worker pool: %zu row counts for %zu sub-pools", n.size(), subs_.size());
-    std::lock_guard<std::mutex> lock(run_mutex_);
+    const auto lock = lock_runs();
     for (size_t k = 0; k < subs_.size(); ++k) {
         subs_[k]->base = 0;
         subs_[k]->n = std::max<int64_t>(0, n[k]);
@@ -321,7 +408,7 @@ void WorkerPool::run_nodes(std::span<const int64_t> n, const Task& t) {
 
 void WorkerPool::run_all(int64_t n, const Task& t) {
     check_not_nested(this);
-    std::lock_guard<std::mutex> lock(run_mutex_);
+    const auto lock = lock_runs();
     const int64_t grain = std::max<int64_t>(1, t.grain);
     const int64_t units = (std::max<int64_t>(0, n) + grain - 1) / grain;
     int64_t cum = 0;

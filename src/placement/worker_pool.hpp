@@ -26,6 +26,12 @@
 // Runs from different threads are serialized (one run at a time). Calling a
 // run from inside a job (a worker thread) throws ds4::Error(InvalidArgument).
 //
+// fork(): the threads of a pool do not exist in a child process. fork waits
+// for the runs in progress (a pthread_atfork handler holds every pool's run
+// lock across it), and the child's first run starts a new set of workers
+// (the old thread objects are abandoned, never joined); the parent goes on
+// with its own.
+//
 // Results do not depend on the schedule or the number of workers as long as
 // each row is computed from its inputs alone (no reduction across rows in a
 // thread-dependent order); see docs/placement.md.
@@ -177,6 +183,12 @@ private:
     };
 
     void start(std::vector<std::vector<int>> cores_per_node, const std::vector<int>& os_indices, int caller_node);
+    void spawn_workers();  // one thread per slot but the caller's; waits until all have started
+    void stop_workers() noexcept;
+    void abandon_workers() noexcept;
+    void restart_after_fork();
+    std::unique_lock<std::mutex> lock_runs();  // serializes runs; restarts the workers in a forked child
+    friend struct ForkHandlers;
     void check_node(int node) const;
     void run_one(int node, int64_t n, const Task& t);
     void run_nodes(std::span<const int64_t> n, const Task& t);
@@ -195,6 +207,7 @@ private:
     BindingStatus binding_;
 
     std::mutex run_mutex_;
+    bool forked_ = false;  // set in a forked child: the workers are gone
     const Task* task_ = nullptr;
     alignas(64) std::atomic<int> nodes_pending_{0};
     std::atomic<bool> failed_{false};
