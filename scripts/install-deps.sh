@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
   libeigen3-dev libopenblas-dev libomp-dev libzstd-dev libhwloc-dev libicu-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   python3 python3-numpy python3-torch libtcmalloc-minimal4
 )
 
