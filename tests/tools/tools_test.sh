@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks of the command-line tools, one case per CTest test:
 #   tools_test.sh BUILD_DIR SOURCE_DIR CASE
-# CASE: usage_errors | steer_compose
+# CASE: usage_errors | steer_compose | tokenize_outputs | quantize_outputs
 # Runs on a copy of the committed demo model; steering files come from
 # tests/tools/ds4-test-steering-files.
 set -uo pipefail
@@ -39,6 +39,13 @@ expect_error() {
     local rc=$?
     [ $rc -eq "$want" ] || fail "$*: exit status $rc, expected $want ($(head -c 300 "$work/err"))"
     grep -Eq -- "$pattern" "$work/err" || fail "$*: stderr does not match '$pattern': $(head -c 300 "$work/err")"
+}
+
+# no_temp_files DIR: nothing named *.tmp.* left in DIR.
+no_temp_files() {
+    local left
+    left=$(find "$1" -name '*.tmp.*')
+    [ -z "$left" ] || fail "temporary files left: $left"
 }
 
 case_usage_errors() {
@@ -138,8 +145,71 @@ case_steer_compose() {
     expect_error 1 "ds4-generate: .*missing.gguf" "$tools/ds4-generate" -m "$model" -p hi -n 1 --steer "$work/missing.gguf"
 }
 
+case_tokenize_outputs() {
+    local tok=("$tools/ds4-tokenize" -m "$model") in=$work/in.tsv out=$work/out.tsv
+    for i in $(seq 1 200); do printf 'question %d\tanswer %d\n' "$i" "$i"; done >"$in"
+    "${tok[@]}" --chat-tsv "$in" "$out" || fail "ds4-tokenize --chat-tsv failed"
+    [ "$(wc -l <"$out")" -eq 200 ] || fail "ds4-tokenize wrote $(wc -l <"$out") lines, expected 200"
+    # A bad line after good ones: nothing written, an existing output kept.
+    cp "$in" "$work/bad.tsv"
+    echo "no tab here" >>"$work/bad.tsv"
+    echo old >"$work/kept.tsv"
+    expect_error 1 "line 201: no tab" "${tok[@]}" --chat-tsv "$work/bad.tsv" "$work/kept.tsv"
+    [ "$(cat "$work/kept.tsv")" = old ] || fail "a failed run changed the existing output"
+    expect_error 1 "line 201: no tab" "${tok[@]}" --chat-tsv "$work/bad.tsv" "$work/new.tsv"
+    [ -e "$work/new.tsv" ] && fail "a failed run left a partial output"
+    # A full disk, on a device and on a regular file (file size limit).
+    expect_error 1 "ds4-tokenize: write error on /dev/full" "${tok[@]}" --chat-tsv "$in" /dev/full
+    head -n 1 "$in" >"$work/one.tsv"  # fits in the stream's buffer: fails when flushed at the end
+    expect_error 1 "ds4-tokenize: write error on /dev/full" "${tok[@]}" --chat-tsv "$work/one.tsv" /dev/full
+    (trap '' XFSZ; ulimit -f 4; "${tok[@]}" --chat-tsv "$in" "$work/big.tsv") >"$work/out" 2>"$work/err"
+    [ $? -eq 1 ] && grep -q "write error on" "$work/err" || fail "a write error on a regular file was not reported: $(cat "$work/err")"
+    [ -e "$work/big.tsv" ] && fail "a failed write left a partial output"
+    "${tok[@]}" --text hello >/dev/full 2>"$work/err"
+    [ $? -eq 1 ] && grep -q "write error on stdout" "$work/err" || fail "a write error on stdout was not reported"
+    # The output is never an input.
+    expect_error 1 "is the input file" "${tok[@]}" --chat-tsv "$in" "$work/../$(basename "$work")/in.tsv"
+    expect_error 1 "is the input file" "${tok[@]}" --chat-tsv "$in" "$model"
+    ln -s out.tsv "$work/link.tsv"
+    "${tok[@]}" --chat-tsv "$work/one.tsv" "$work/link.tsv" || fail "ds4-tokenize to a link failed"
+    [ -L "$work/link.tsv" ] && [ "$(wc -l <"$work/out.tsv")" -eq 1 ] || fail "ds4-tokenize did not write through the link"
+    no_temp_files "$work"
+}
+
+case_quantize_outputs() {
+    local q=$tools/ds4-quantize m=$work/m.gguf sum
+    cp "$model" "$m"
+    sum=$(sha256sum <"$m")
+    ln "$m" "$work/hard.gguf"
+    ln -s "$m" "$work/soft.gguf"
+    # The output is never the input, under any name.
+    expect_error 1 "ds4-quantize: .*the output is the input file" "$q" "$m" "$m" --mix q4
+    expect_error 1 "the output is the input file" "$q" "$m" "$work/./m.gguf" --mix q4
+    expect_error 1 "the output is the input file" "$q" "$m" "$work/hard.gguf" --mix q4
+    expect_error 1 "the output is the input file" "$q" "$work/soft.gguf" "$m" --mix q4
+    [ "$(sha256sum <"$m")" = "$sum" ] || fail "ds4-quantize changed its input"
+    # Never renamed over a device or a pipe.
+    mkfifo "$work/fifo"
+    expect_error 1 "ds4-quantize: .*fifo: the output exists and is not a regular file" "$q" "$m" "$work/fifo" --mix q2
+    expect_error 1 "ds4-make-model: .*fifo: the output exists and is not a regular file" "$tools/ds4-make-model" -o "$work/fifo"
+    [ -p "$work/fifo" ] || fail "the pipe was replaced"
+    # A full disk (file size limit) leaves no partial output.
+    (trap '' XFSZ; ulimit -f 1024; "$q" "$m" "$work/q.gguf" --mix q2) >"$work/out" 2>"$work/err"
+    [ $? -eq 1 ] && grep -q "^ds4-quantize: " "$work/err" || fail "a write error was not reported: $(cat "$work/err")"
+    [ -e "$work/q.gguf" ] && fail "a failed write left a partial output"
+    no_temp_files "$work"
+    "$q" "$m" "$work/q.gguf" --mix q2 >/dev/null || fail "ds4-quantize failed"
+    [ -s "$work/q.gguf" ] || fail "ds4-quantize wrote nothing"
+    # Through a symbolic link: the link stays, the file it names gets the output.
+    echo old >"$work/target.gguf"
+    ln -s target.gguf "$work/link.gguf"
+    "$q" "$m" "$work/link.gguf" --mix q2 >/dev/null || fail "ds4-quantize to a link failed"
+    [ -L "$work/link.gguf" ] || fail "ds4-quantize replaced the link to its output"
+    cmp -s "$work/q.gguf" "$work/target.gguf" || fail "ds4-quantize did not write through the link"
+}
+
 case "$case" in
-    usage_errors | steer_compose) "case_$case" ;;
+    usage_errors | steer_compose | tokenize_outputs | quantize_outputs) "case_$case" ;;
     *) echo "unknown case $case" >&2; exit 2 ;;
 esac
 [ $failures -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/cli.hpp"
+#include "common/files.hpp"
 #include "ds4/error.hpp"
 #include "ds4/model_generator.hpp"
 #include "ds4/quantize.hpp"
@@ -64,7 +65,7 @@ int main(int argc, char** argv) {
     add_options(app, a);
     if (const auto rc = ds4::tools::parse(app, argc, argv)) return *rc;
     try {
-        ds4::generate_model(generator_options(a), a.out);
+        ds4::generate_model(generator_options(a), ds4::tools::output_for_rename(a.out));
         std::fprintf(stderr, "wrote %s\n", a.out.c_str());
     } catch (const std::exception& e) {
         std::fprintf(stderr, "ds4-make-model: %s\n", e.what());

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/cli.hpp"
+#include "common/files.hpp"
 #include "ds4/ds4.hpp"
 
 namespace {
@@ -73,14 +74,15 @@ void write_example(std::ostream& out, const ds4::Tokenizer& tok, const std::stri
     out << '\n';
 }
 
+// All of IN.tsv into OUT.tsv, which is written whole or not at all.
 void tokenize_chat_tsv(const ds4::Tokenizer& tok, const std::string& in_path, const std::string& out_path) {
     std::ifstream in(in_path);
     if (!in) throw std::runtime_error("cannot open " + in_path);
-    std::ofstream out(out_path);
-    if (!out) throw std::runtime_error("cannot write " + out_path);
-    std::string line;
-    for (size_t line_no = 1; std::getline(in, line); ++line_no) write_example(out, tok, line, line_no);
-    if (!out) throw std::runtime_error("write error on " + out_path);
+    ds4::tools::write_file_atomically(out_path, [&](std::ostream& out) {
+        std::string line;
+        for (size_t line_no = 1; std::getline(in, line); ++line_no) write_example(out, tok, line, line_no);
+        if (in.bad()) throw std::runtime_error("read error on " + in_path);
+    });
 }
 
 }  // namespace
@@ -99,6 +101,7 @@ int main(int argc, char** argv) {
     input->require_option(1);
     if (const auto rc = ds4::tools::parse(app, argc, argv)) return *rc;
     try {
+        if (tsv) ds4::tools::refuse_input_as_output(tsv->second, {tsv->first, model_path});
         const auto model = ds4::Model::load(model_path);
         const ds4::Tokenizer* tok = model->tokenizer();
         if (!tok) throw std::runtime_error(model_path + " has no tokenizer");
@@ -108,7 +111,8 @@ int main(int argc, char** argv) {
         }
         const auto ids = tok->encode(*text);
         write_ids(std::cout, ids, 0, ids.size());
-        std::cout << '\n';
+        std::cout << '\n' << std::flush;
+        if (!std::cout) throw std::runtime_error("write error on stdout");
     } catch (const std::exception& e) {
         std::fprintf(stderr, "ds4-tokenize: %s\n", e.what());
         return 1;
