@@ -8,6 +8,7 @@ packages=(
   libeigen3-dev libopenblas-dev libomp-dev libzstd-dev libhwloc-dev libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   python3 python3-numpy python3-torch libtcmalloc-minimal4
+  clang libclang-rt-14-dev
 )
 
 missing=()
