@@ -8,6 +8,7 @@ packages=(
   libeigen3-dev nlohmann-json3-dev libcli11-dev libopenblas-dev libomp-dev libzstd-dev libxxhash-dev libhwloc-dev libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-torch libtcmalloc-minimal4
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -1,5 +1,6 @@
 // Run-time choice of the kernel implementation, activation preparation and
 // the threaded product.
+#include <cpuid.h>
 #include <omp.h>
 
 #include <cstdlib>
@@ -26,11 +27,21 @@ const char* isa_name(Isa isa) {
     return "?";
 }
 
+namespace {
+
+// CPUID.1:ECX.F16C (clang before 16 has no __builtin_cpu_supports("f16c")).
+bool has_f16c() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
+}  // namespace
+
 bool isa_supported(Isa isa) {
     switch (isa) {
         case Isa::Scalar: return true;
         case Isa::Avx2:
-            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
         case Isa::Avx512:
             // The AVX-512 kernels use the BW/VL/DQ instructions and VNNI dot products.
             return isa_supported(Isa::Avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

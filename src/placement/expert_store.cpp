@@ -247,7 +247,7 @@ std::optional<PageLocations> measure_areas(const Topology& topology, std::span<c
         sum.pages_sampled += loc->pages_sampled;
         sum.pages_total += loc->pages_total;
         for (const auto& [node, b] : loc->on_node) {
-            auto it = std::find_if(sum.on_node.begin(), sum.on_node.end(), [&](const auto& p) { return p.first == node; });
+            auto it = std::find_if(sum.on_node.begin(), sum.on_node.end(), [&, n = node](const auto& p) { return p.first == n; });
             if (it == sum.on_node.end())
                 sum.on_node.emplace_back(node, b);
             else

@@ -77,6 +77,8 @@ TEST(WorkerPoolAlloc, RunsDoNotAllocate) {
         WorkerPool pool({2, 1, 2}, o);
         std::vector<double> out(4096);
         const std::vector<int64_t> per_node = {1000, 0, 3000};
+        // parallel_for_nodes gives each node rows [0, n): one output per node.
+        std::vector<std::vector<double>> node_out(per_node.size(), std::vector<double>(3000));
         // Warm-up run (thread-local and futex tables settle).
         pool.parallel_for_all(4096, [&](int64_t b, int64_t e, int) {
             for (int64_t i = b; i < e; ++i) out[static_cast<size_t>(i)] = 1.0;
@@ -90,7 +92,7 @@ TEST(WorkerPoolAlloc, RunsDoNotAllocate) {
                 for (int64_t i = b; i < e; ++i) out[static_cast<size_t>(i)] += 1.0;
             }, 1, Schedule::Dynamic);
             pool.parallel_for_nodes(std::span<const int64_t>(per_node), [&](int node, int64_t b, int64_t e, int) {
-                for (int64_t i = b; i < e; ++i) out[static_cast<size_t>(i)] += node;
+                for (int64_t i = b; i < e; ++i) node_out[static_cast<size_t>(node)][static_cast<size_t>(i)] += node;
             });
         }
         const uint64_t after = g_news.load();

@@ -21,6 +21,8 @@
 
 #include <unistd.h>
 
+#include "common/cli.hpp"
+#include "common/files.hpp"
 #include "ds4/ds4.hpp"
 
 namespace {
@@ -163,7 +165,8 @@ private:
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"ds4-steer: train a steering vector from contrast pairs, chosen by measured behaviour"};
+    CLI::App app{"ds4-steer: train a steering vector from contrast pairs, chosen by measured behaviour", "ds4-steer"};
+    ds4::tools::set_up(app);
     std::string model_path, pairs_path, heldout_path, neutral_path, out_path, report_path, f32_path, cv_path;
     std::string metric = "length", persona_template, positive_persona, negative_persona, openings_path;
     ds4::SteeringTrainingOptions o;
@@ -203,12 +206,14 @@ int main(int argc, char** argv) {
     app.add_option("--export-control-vector", cv_path, "also write a llama.cpp control vector");
     app.add_flag("--lossy", lossy, "let the exports drop what their format cannot hold (printed)");
     app.add_flag("--think", think, "render the conversations in thinking mode");
-    CLI11_PARSE(app, argc, argv);
+    if (const auto rc = ds4::tools::parse(app, argc, argv)) return *rc;
     o.metric.kind = metric == "logprob"   ? ds4::BehaviourMetric::Kind::CompletionLogProb
                     : metric == "refusal" ? ds4::BehaviourMetric::Kind::Refusal
                                           : ds4::BehaviourMetric::Kind::AnswerLength;
     o.chat.thinking = think ? ds4::ThinkingMode::High : ds4::ThinkingMode::None;
     try {
+        for (const std::string& out : {out_path, report_path, f32_path, cv_path})
+            if (!out.empty()) ds4::tools::refuse_input_as_output(out, {model_path, pairs_path, heldout_path, neutral_path});
         ds4::SteeringDataset data;
         if (!pairs_path.empty()) read_pairs(data, pairs_path);
         if (!persona_template.empty()) {
@@ -227,11 +232,8 @@ int main(int argc, char** argv) {
         std::printf("%s", t.table().c_str());
         std::printf("%zu pairs, %zu held-out prompts: %lld tokens evaluated in %.1f s\n", data.pairs.size(),
                     data.heldout.size(), static_cast<long long>(t.tokens), t.seconds);
-        if (!report_path.empty()) {
-            std::ofstream r(report_path);
-            r << t.csv();
-            if (!r) throw InputError(report_path + ": write failed");
-        }
+        if (!report_path.empty())
+            ds4::tools::write_file_atomically(report_path, [&](std::ostream& r) { r << t.csv(); });
         if (!t.found) {
             std::fprintf(stderr, "ds4-steer: no setting moved the behaviour within the coherence guard; nothing written\n");
             return 1;

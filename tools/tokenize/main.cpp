@@ -13,20 +13,21 @@
 // conversation continues with: the response and the end-of-sentence token.
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "common/cli.hpp"
+#include "common/files.hpp"
 #include "ds4/ds4.hpp"
 
 namespace {
 
-[[noreturn]] void usage(int code) {
-    std::fprintf(code ? stderr : stdout,
-                 "usage: ds4-tokenize -m MODEL.gguf (--text TEXT | --chat-tsv IN.tsv OUT.tsv)\n");
-    std::exit(code);
+std::runtime_error line_error(size_t line_no, const std::string& what) {
+    return std::runtime_error("line " + std::to_string(line_no) + ": " + what);
 }
 
 std::string unescape(const std::string& s, size_t line_no) {
@@ -36,12 +37,12 @@ std::string unescape(const std::string& s, size_t line_no) {
             out += s[i];
             continue;
         }
-        if (++i == s.size()) throw std::runtime_error("line " + std::to_string(line_no) + ": dangling backslash");
+        if (++i == s.size()) throw line_error(line_no, "dangling backslash");
         switch (s[i]) {
             case 'n': out += '\n'; break;
             case 't': out += '\t'; break;
             case '\\': out += '\\'; break;
-            default: throw std::runtime_error("line " + std::to_string(line_no) + ": unknown escape \\" + s[i]);
+            default: throw line_error(line_no, std::string("unknown escape \\") + s[i]);
         }
     }
     return out;
@@ -54,64 +55,64 @@ void write_ids(std::ostream& os, const std::vector<ds4::TokenId>& ids, size_t be
     }
 }
 
+// One "prompt<TAB>response" line as "prompt ids<TAB>response ids".
+void write_example(std::ostream& out, const ds4::Tokenizer& tok, const std::string& line, size_t line_no) {
+    const size_t tab = line.find('\t');
+    if (tab == std::string::npos) throw line_error(line_no, "no tab");
+    const ds4::ChatMessage user{ds4::Role::User, unescape(line.substr(0, tab), line_no), ""};
+    const ds4::ChatMessage reply{ds4::Role::Assistant, unescape(line.substr(tab + 1), line_no), ""};
+    const std::vector<ds4::ChatMessage> turn = {user}, both = {user, reply};
+    const auto prompt = ds4::render_chat(tok, turn);
+    ds4::ChatOptions closed;
+    closed.add_generation_prompt = false;
+    const auto full = ds4::render_chat(tok, both, closed);
+    if (full.size() < prompt.size() || !std::equal(prompt.begin(), prompt.end(), full.begin()))
+        throw line_error(line_no, "the rendered conversation does not extend the rendered prompt");
+    write_ids(out, full, 0, prompt.size());
+    out << '\t';
+    write_ids(out, full, prompt.size(), full.size());
+    out << '\n';
+}
+
+// All of IN.tsv into OUT.tsv, which is written whole or not at all.
+void tokenize_chat_tsv(const ds4::Tokenizer& tok, const std::string& in_path, const std::string& out_path) {
+    std::ifstream in(in_path);
+    if (!in) throw std::runtime_error("cannot open " + in_path);
+    ds4::tools::write_file_atomically(out_path, [&](std::ostream& out) {
+        std::string line;
+        for (size_t line_no = 1; std::getline(in, line); ++line_no) write_example(out, tok, line, line_no);
+        if (in.bad()) throw std::runtime_error("read error on " + in_path);
+    });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string model_path, text, in_path, out_path;
-    bool have_text = false;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto next = [&]() -> std::string {
-            if (i + 1 >= argc) usage(2);
-            return argv[++i];
-        };
-        if (a == "-m" || a == "--model") model_path = next();
-        else if (a == "--text") text = next(), have_text = true;
-        else if (a == "--chat-tsv") in_path = next(), out_path = next();
-        else if (a == "-h" || a == "--help") usage(0);
-        else usage(2);
-    }
-    if (model_path.empty() || (have_text == !in_path.empty())) usage(2);
+    CLI::App app("Token ids of text, or of chat examples, with a model's tokenizer and chat template.",
+                 "ds4-tokenize");
+    ds4::tools::set_up(app);
+    std::string model_path;
+    std::optional<std::string> text;
+    std::optional<std::pair<std::string, std::string>> tsv;
+    app.add_option("-m,--model", model_path, "model GGUF with a tokenizer")->required();
+    auto* input = app.add_option_group("input");
+    input->add_option("--text", text, "ids of the raw text, printed to stdout");
+    input->add_option("--chat-tsv", tsv, "chat examples IN.tsv to OUT.tsv")->type_name("IN.tsv OUT.tsv");
+    input->require_option(1);
+    if (const auto rc = ds4::tools::parse(app, argc, argv)) return *rc;
     try {
-        ds4::ModelOptions mo;
-        const auto model = ds4::Model::load(model_path, mo);
+        if (tsv) ds4::tools::refuse_input_as_output(tsv->second, {tsv->first, model_path});
+        const auto model = ds4::Model::load(model_path);
         const ds4::Tokenizer* tok = model->tokenizer();
-        if (!tok) {
-            std::fprintf(stderr, "ds4-tokenize: %s has no tokenizer\n", model_path.c_str());
-            return 1;
-        }
-        if (have_text) {
-            write_ids(std::cout, tok->encode(text), 0, tok->encode(text).size());
-            std::cout << '\n';
+        if (!tok) throw std::runtime_error(model_path + " has no tokenizer");
+        if (tsv) {
+            tokenize_chat_tsv(*tok, tsv->first, tsv->second);
             return 0;
         }
-        std::ifstream in(in_path);
-        if (!in) throw std::runtime_error("cannot open " + in_path);
-        std::ofstream out(out_path);
-        if (!out) throw std::runtime_error("cannot write " + out_path);
-        std::string line;
-        size_t line_no = 0;
-        while (std::getline(in, line)) {
-            ++line_no;
-            const size_t tab = line.find('\t');
-            if (tab == std::string::npos) throw std::runtime_error("line " + std::to_string(line_no) + ": no tab");
-            const ds4::ChatMessage user{ds4::Role::User, unescape(line.substr(0, tab), line_no), ""};
-            const ds4::ChatMessage reply{ds4::Role::Assistant, unescape(line.substr(tab + 1), line_no), ""};
-            const std::vector<ds4::ChatMessage> turn = {user};
-            const std::vector<ds4::ChatMessage> both = {user, reply};
-            const auto prompt = ds4::render_chat(*tok, turn);
-            ds4::ChatOptions closed;
-            closed.add_generation_prompt = false;
-            const auto full = ds4::render_chat(*tok, both, closed);
-            if (full.size() < prompt.size() || !std::equal(prompt.begin(), prompt.end(), full.begin()))
-                throw std::runtime_error("line " + std::to_string(line_no) +
-                                         ": the rendered conversation does not extend the rendered prompt");
-            write_ids(out, full, 0, prompt.size());
-            out << '\t';
-            write_ids(out, full, prompt.size(), full.size());
-            out << '\n';
-        }
-        if (!out) throw std::runtime_error("write error on " + out_path);
+        const auto ids = tok->encode(*text);
+        write_ids(std::cout, ids, 0, ids.size());
+        std::cout << '\n' << std::flush;
+        if (!std::cout) throw std::runtime_error("write error on stdout");
     } catch (const std::exception& e) {
         std::fprintf(stderr, "ds4-tokenize: %s\n", e.what());
         return 1;
