@@ -12,40 +12,26 @@
 // usage: ds4-bench-steering_training [--demo-only] [--layers 2] [--mix q2] [--prompts 4] [--new-tokens 32]
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "bench_models.hpp"
+#include "common/demo_model.hpp"
 #include "ds4/model.hpp"
 #include "ds4/steering_training.hpp"
 
 namespace {
 
-std::map<std::string, std::vector<std::string>> demo_prompt_sets(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path);
-    std::map<std::string, std::vector<std::string>> sets;
-    for (std::string line; std::getline(in, line);) {
-        const size_t tab = line.find('\t');
-        if (line.empty() || line[0] == '#' || tab == std::string::npos) continue;
-        sets[line.substr(0, tab)].push_back(line.substr(tab + 1));
-    }
-    return sets;
-}
-
 void bench_demo() {
-    const std::string dir = std::string(DS4_BENCH_SOURCE_DIR) + "/data/demo-model";
-    auto sets = demo_prompt_sets(dir + "/prompts.tsv");
+    const example::DemoModel demo;
+    const auto sets = demo.prompt_sets();
     ds4::SteeringDataset data;
     const auto& brief = sets.at("train.brief");
     const auto& detail = sets.at("train.detail");
     for (size_t i = 0; i < std::min<size_t>(40, std::min(brief.size(), detail.size())); ++i)
         data.add_pair(brief[i], detail[i]);
     for (const auto& q : sets.at("heldout.neutral")) data.add_heldout(q);
-    auto model = ds4::Model::load(dir + "/ds4-demo-q2.gguf");
+    auto model = ds4::Model::load(demo.path());
     const ds4::TrainedSteering t = ds4::train_steering(model, data);
     std::printf("demo model, library defaults, %zu pairs, %zu held-out prompts:\n%s", data.pairs.size(),
                 data.heldout.size(), t.table().c_str());

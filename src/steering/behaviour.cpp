@@ -46,16 +46,11 @@ bool starts_with_ignoring_case(std::string_view text, std::string_view prefix) {
 // Sum of log p(completion token) after `prompt`, teacher forced.
 double completion_logprob(Session& s, std::span<const TokenId> prompt, std::span<const TokenId> completion,
                           int64_t* tokens) {
-    std::vector<TokenId> seq(prompt.begin(), prompt.end());
-    seq.insert(seq.end(), completion.begin(), completion.end() - 1);
-    s.reset();
-    PrefillOptions po;
-    po.all_logits = true;
-    s.prefill(seq, po);
-    *tokens += static_cast<int64_t>(seq.size());
+    const auto rows = teacher_forced_logits(s, prompt, completion);
+    *tokens += static_cast<int64_t>(prompt.size() + completion.size() - 1);
     double lp = 0;
     for (size_t k = 0; k < completion.size(); ++k) {
-        const auto logits = s.logits_at(static_cast<int64_t>(prompt.size() - 1 + k));
+        const std::vector<float>& logits = rows[k];
         double m = -INFINITY;
         for (float v : logits) m = std::max(m, static_cast<double>(v));
         double z = 0;
@@ -133,32 +128,22 @@ CoherenceGuard::CoherenceGuard(Session& s, std::span<const std::vector<TokenId>>
         Item item;
         std::vector<TokenId> answer = generate_answer(s, p, answer_tokens, eos, tokens);
         if (answer.size() < static_cast<size_t>(answer_tokens)) answer.push_back(eos);  // the stop is part of it
-        item.prompt_length = p.size();
-        item.sequence = p;
-        item.sequence.insert(item.sequence.end(), answer.begin(), answer.end() - 1);
-        item.logits = teacher_forced(s, item, tokens);
+        item.prompt = p;
+        item.answer = std::move(answer);
+        item.logits = item.teacher_forced(s, tokens);
         items_.push_back(std::move(item));
     }
 }
 
-std::vector<std::vector<float>> CoherenceGuard::teacher_forced(Session& s, const Item& item, int64_t* tokens) {
-    s.reset();
-    PrefillOptions po;
-    po.all_logits = true;
-    s.prefill(item.sequence, po);
-    *tokens += static_cast<int64_t>(item.sequence.size());
-    std::vector<std::vector<float>> out;
-    for (size_t i = item.prompt_length - 1; i < item.sequence.size(); ++i) {
-        const auto l = s.logits_at(static_cast<int64_t>(i));
-        out.emplace_back(l.begin(), l.end());
-    }
-    return out;
+std::vector<std::vector<float>> CoherenceGuard::Item::teacher_forced(Session& s, int64_t* tokens) const {
+    *tokens += static_cast<int64_t>(prompt.size() + answer.size() - 1);
+    return teacher_forced_logits(s, prompt, answer);
 }
 
 double CoherenceGuard::kl(Session& s, double quantile, int64_t* tokens) const {
     std::vector<double> kls;
     for (const Item& item : items_) {
-        const auto steered = teacher_forced(s, item, tokens);
+        const auto steered = item.teacher_forced(s, tokens);
         for (size_t k = 0; k < steered.size(); ++k) kls.push_back(kl_divergence(item.logits[k], steered[k]));
     }
     if (kls.empty()) return 0.0;

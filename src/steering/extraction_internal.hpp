@@ -11,6 +11,9 @@
 
 namespace ds4 {
 DS4_INLINE_NAMESPACE_BEGIN
+
+class Session;
+
 namespace steering_detail {
 
 HookPoint capture_point(SteeringSite site);
@@ -29,6 +32,12 @@ struct LayerDirection {
 };
 LayerDirection layer_direction(const ReducedRows& target, const ReducedRows& contrast, ExtractionMethod method,
                                bool orthogonalize_contrast_mean, int layer);
+
+// The next-token logits at each token of `continuation`, teacher forced after
+// `prompt` from an empty state: row k is the distribution continuation[k] was
+// drawn from (one row, after the prompt, for an empty continuation).
+std::vector<std::vector<float>> teacher_forced_logits(Session& s, std::span<const TokenId> prompt,
+                                                      std::span<const TokenId> continuation);
 
 // KL(p || q) of the softmax distributions of two logit vectors.
 double kl_divergence(std::span<const float> p_logits, std::span<const float> q_logits);

@@ -101,14 +101,6 @@ bool is_zero(const std::vector<float>& v) {
     return true;
 }
 
-std::vector<float> unit(std::span<const float> v) {
-    double n = 0;
-    for (float x : v) n += static_cast<double>(x) * x;
-    std::vector<float> out(v.begin(), v.end());
-    for (float& x : out) x = static_cast<float>(x / std::sqrt(n));
-    return out;
-}
-
 // Directions' squared lengths, if they are all the same (else -1).
 double common_squared_length(const SteeringVector& v) {
     double common = -1;
@@ -131,7 +123,7 @@ SteeringVector from_format1(const SteeringVector& v1, const std::string& path) {
              "%s: a format-1 project vector whose directions have different lengths has no format-2 equivalent",
              path.c_str());
     SteeringVector v2 = v1;
-    for (int l : v1.layers()) v2.set_direction(l, unit(v1.direction(l)));
+    v2.normalize();
     if (v1.op() == SteeringOp::Project) v2.set_scale(static_cast<float>(-v1.scale() * len2));
     return v2;
 }
@@ -330,10 +322,12 @@ std::vector<std::string> SteeringVector::save_ds4_f32(const std::string& path, c
         dropped.push_back("position policy " + policy_label(positions) + " (the file applies to every token)");
     report_dropped(path, dropped, options.allow_lossy, "ds4 .f32");
     // Unit rows (the engine uses them as they are), zero rows where nothing applies.
+    SteeringVector unit_rows = *this;
+    unit_rows.normalize();
     std::vector<float> all(static_cast<size_t>(n_layer_) * static_cast<size_t>(width_), 0.0f);
     for (int l : layers())
         if (applies_to_layer(l)) {
-            const auto u = unit(direction(l));
+            const auto u = unit_rows.direction(l);
             std::copy(u.begin(), u.end(), all.begin() + static_cast<std::ptrdiff_t>(l) * width_);
         }
     // The sidecar the reference tools write, with the scale in the engine's

@@ -38,25 +38,28 @@ bool starts_with_any(const std::vector<TokenId>& resp, const std::vector<std::ve
     return false;
 }
 
-// Logits at each continuation position: after prompt[..-1] and after each continuation token but the last.
-std::vector<std::vector<float>> teacher_forced(Session& s, const std::vector<TokenId>& prompt,
-                                              const std::vector<TokenId>& cont) {
-    std::vector<TokenId> all = prompt;
-    all.insert(all.end(), cont.begin(), cont.end());
-    if (!cont.empty()) all.pop_back();
+}  // namespace
+
+namespace steering_detail {
+
+std::vector<std::vector<float>> teacher_forced_logits(Session& s, std::span<const TokenId> prompt,
+                                                      std::span<const TokenId> continuation) {
+    if (prompt.empty()) fail(ErrorCode::InvalidArgument, "teacher forcing needs a non-empty prompt");
+    std::vector<TokenId> all(prompt.begin(), prompt.end());
+    if (!continuation.empty()) all.insert(all.end(), continuation.begin(), continuation.end() - 1);
     s.reset();
     PrefillOptions po;
     po.all_logits = true;
     s.prefill(all, po);
     std::vector<std::vector<float>> out;
     for (size_t i = prompt.size() - 1; i < all.size(); ++i) {
-        auto l = s.logits_at(static_cast<int64_t>(i));
+        const auto l = s.logits_at(static_cast<int64_t>(i));
         out.emplace_back(l.begin(), l.end());
     }
     return out;
 }
 
-}  // namespace
+}  // namespace steering_detail
 
 std::vector<SweepRow> sweep(const std::shared_ptr<const Model>& model, std::span<const std::vector<TokenId>> prompts,
                             const SteeringVector& vector, SweepMetric metric, const SweepOptions& o) {
@@ -84,7 +87,7 @@ std::vector<SweepRow> sweep(const std::shared_ptr<const Model>& model, std::span
         for (const auto& p : prompts) {
             s.reset();
             base_cont.push_back(generate(s, p, o.generation).tokens);
-            base_logits.push_back(teacher_forced(s, p, base_cont.back()));
+            base_logits.push_back(teacher_forced_logits(s, p, base_cont.back()));
         }
     }
 
@@ -102,7 +105,7 @@ std::vector<SweepRow> sweep(const std::shared_ptr<const Model>& model, std::span
             s.reset();
             double value = 0;
             if (metric == SweepMetric::KlToUnsteered) {
-                const auto steered = teacher_forced(s, prompts[i], base_cont[i]);
+                const auto steered = teacher_forced_logits(s, prompts[i], base_cont[i]);
                 for (size_t k = 0; k < steered.size(); ++k) value += kl_divergence(base_logits[i][k], steered[k]);
                 value /= static_cast<double>(std::max<size_t>(1, steered.size()));
                 row.responses.push_back(base_cont[i]);

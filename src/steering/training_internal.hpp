@@ -74,11 +74,10 @@ public:
 
 private:
     struct Item {
-        std::vector<TokenId> sequence;  // prompt + the first answer tokens but the last
-        size_t prompt_length = 0;
-        std::vector<std::vector<float>> logits;  // per answer position
+        std::vector<TokenId> prompt, answer;     // the unsteered answer's first tokens
+        std::vector<std::vector<float>> logits;  // unsteered, per answer position
+        std::vector<std::vector<float>> teacher_forced(Session& s, int64_t* tokens) const;
     };
-    static std::vector<std::vector<float>> teacher_forced(Session& s, const Item& item, int64_t* tokens);
     std::vector<Item> items_;
 };
 
