@@ -23,35 +23,17 @@
 #include "ds4/session.hpp"
 #include "engine/session_impl.hpp"
 #include "model/name_pattern.hpp"
+#include "support/errors.hpp"
 #include "support/models.hpp"
+#include "support/random.hpp"
 
 using namespace ds4;
+using test_support::error_of;
+using test_support::random_tokens;
 
 namespace {
 
-std::vector<TokenId> random_tokens(int n, int vocab, uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::vector<TokenId> t(static_cast<size_t>(n));
-    for (auto& x : t) x = static_cast<TokenId>(rng() % static_cast<uint64_t>(vocab));
-    return t;
-}
-
 std::vector<float> copy(std::span<const float> a) { return {a.begin(), a.end()}; }
-
-// The message of the ds4::Error `f` throws (fails the test if none).
-std::string error_of(const std::function<void()>& f, ErrorCode* code = nullptr) {
-    try {
-        f();
-    } catch (const Error& e) {
-        if (code) *code = e.code();
-        return e.what();
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << "not a ds4::Error: " << e.what();
-        return {};
-    }
-    ADD_FAILURE() << "no error";
-    return {};
-}
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

@@ -14,17 +14,12 @@
 #include "ds4/model.hpp"
 #include "ds4/session.hpp"
 #include "support/models.hpp"
+#include "support/random.hpp"
 
 using namespace ds4;
+using test_support::random_tokens;
 
 namespace {
-
-std::vector<TokenId> random_tokens(int n, int vocab, uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::vector<TokenId> t(static_cast<size_t>(n));
-    for (auto& x : t) x = static_cast<TokenId>(rng() % static_cast<uint64_t>(vocab));
-    return t;
-}
 
 float max_abs_diff(std::span<const float> a, std::span<const float> b) {
     EXPECT_EQ(a.size(), b.size());

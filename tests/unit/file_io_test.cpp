@@ -13,30 +13,17 @@
 #include "core/file_io.hpp"
 #include "ds4/error.hpp"
 #include "ds4/gguf.hpp"
+#include "support/errors.hpp"
 #include "support/files.hpp"
+#include "support/random.hpp"
 
 using namespace ds4;
+using test_support::error_of;
+using test_support::random_row;
 using test_support::names_in;
 using test_support::read_bytes;
 
 namespace {
-
-std::vector<float> random_row(int n, uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> g;
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = g(rng);
-    return v;
-}
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "no error";
-}
 
 }  // namespace
 

@@ -14,20 +14,14 @@
 #include "ds4/steering.hpp"
 #include "placement/topology.hpp"
 #include "support/files.hpp"
+#include "support/random.hpp"
 #include "support/models.hpp"
 
 using namespace ds4;
+using test_support::random_row;
 using test_support::read_bytes;
 
 namespace {
-
-std::vector<float> random_row(int n, uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> g;
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = g(rng);
-    return v;
-}
 
 // Expects `load(path)` to fail with a ds4::Error whose message names `path`.
 void expect_refused_naming(const std::string& what, const std::function<void(const std::string&)>& load,

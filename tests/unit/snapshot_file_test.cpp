@@ -17,19 +17,14 @@
 #include "ds4/session.hpp"
 #include "support/files.hpp"
 #include "support/models.hpp"
+#include "support/random.hpp"
 
 using namespace ds4;
+using test_support::random_tokens;
 using test_support::read_bytes;
 using test_support::write_bytes;
 
 namespace {
-
-std::vector<TokenId> random_tokens(int n, int vocab, uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::vector<TokenId> t(static_cast<size_t>(n));
-    for (auto& x : t) x = static_cast<TokenId>(rng() % static_cast<uint64_t>(vocab));
-    return t;
-}
 
 template <class T>
 void append(std::vector<uint8_t>& out, T v) {

@@ -17,17 +17,12 @@
 #include "ds4/session.hpp"
 #include "ds4/steering.hpp"
 #include "support/models.hpp"
+#include "support/random.hpp"
 
 using namespace ds4;
+using test_support::random_tokens;
 
 namespace {
-
-std::vector<TokenId> random_tokens(int n, int vocab, uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::vector<TokenId> t(static_cast<size_t>(n));
-    for (auto& x : t) x = static_cast<TokenId>(rng() % static_cast<uint64_t>(vocab));
-    return t;
-}
 
 std::vector<float> random_unit(int n, uint64_t seed) {
     std::mt19937_64 rng(seed);

@@ -10,6 +10,7 @@
 #include "ds4/error.hpp"
 #include "ds4/model.hpp"
 #include "ds4/steering_training.hpp"
+#include "support/errors.hpp"
 #include "support/models.hpp"
 
 using namespace ds4;
@@ -52,12 +53,8 @@ protected:
 std::shared_ptr<const Model> SteeringTrainingTest::model_;
 
 void expect_error_mentions(const std::function<void()>& f, const std::string& text) {
-    try {
-        f();
-        ADD_FAILURE() << "no error; expected one mentioning " << text;
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
-    }
+    const std::string message = test_support::error_of(f);
+    EXPECT_NE(message.find(text), std::string::npos) << message;
 }
 
 }  // namespace
