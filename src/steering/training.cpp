@@ -174,13 +174,13 @@ void answer_pairs(Trainer& t, Inputs& in) {
             t.progress("answers", done++, total);
             if (e.answer_given) continue;
             e.answer = generate_answer(t.session, e.prompt, t.o.budget.max_new_tokens, t.tok.specials().eos, &t.tokens);
-            e.answer_text = t.tok.decode(e.answer);
         }
 }
 
 // The metric on the pairs' answers: which way the positive side moves it.
 int orientation(const Trainer& t, const Inputs& in, double* pos, double* neg) {
-    if (t.o.metric.kind == BehaviourMetric::Kind::CompletionLogProb) return t.o.metric.positive_direction ? t.o.metric.positive_direction : 1;
+    const int given = t.o.metric.positive_direction;
+    if (t.o.metric.kind == BehaviourMetric::Kind::CompletionLogProb) return given ? given : 1;
     auto metric_of = [&](const std::vector<RenderedExample>& side) {
         std::vector<std::string> prompts;
         std::vector<std::vector<TokenId>> answers;
@@ -293,10 +293,6 @@ std::vector<float> ladder(const SteeringTrainingOptions& o, const SteeringVector
 
 // ---- measuring ----
 
-struct Baseline {
-    double search = 0, confirm = 0;
-};
-
 // The metric and the guard with `v` at +s and -s (or +s only).
 SteeringTrial measure(Trainer& t, const CoherenceGuard& guard, std::span<const EvalPrompt> prompts, double base,
                       int orient, SteeringVector v, float s) {
@@ -340,6 +336,49 @@ bool better(const SteeringTrial& row, const SteeringTrial* best) {
 
 bool over_budget(const Trainer& t) { return t.o.budget.max_tokens > 0 && t.tokens >= t.o.budget.max_tokens; }
 
+// One candidate up its scale ladder, while the guard holds and either side
+// still moves (a row that says why when the candidate has no direction).
+std::vector<SteeringTrial> walk_ladder(Trainer& t, const CoherenceGuard& guard, std::span<const EvalPrompt> prompts,
+                                       double base, int orient, const SteeringVector& v, int index,
+                                       const std::string& label, size_t candidates) {
+    std::vector<SteeringTrial> rows;
+    if (v.layers().empty()) {
+        SteeringTrial row;
+        row.coherent = false;
+        row.note = "no direction: the two sides give the same activations there";
+        rows.push_back(row);
+    }
+    SteeringTrial previous;
+    for (float s : v.layers().empty() ? std::vector<float>{} : ladder(t.o, v)) {
+        t.progress("search", index, static_cast<int64_t>(candidates), label + " scale " + std::to_string(s));
+        SteeringTrial row = measure(t, guard, prompts, base, orient, v, s);
+        const bool saturated =
+            row.effect > 0 && row.effect_up <= previous.effect_up && row.effect_down <= previous.effect_down;
+        previous = row;
+        rows.push_back(std::move(row));
+        if (!previous.coherent || saturated || over_budget(t)) break;
+    }
+    for (SteeringTrial& row : rows) {
+        row.candidate = label;
+        row.candidate_index = index;
+    }
+    return rows;
+}
+
+// What the file records of how the vector was made.
+void record_provenance(TrainedSteering& out, const Model& model, const SteeringTrainingOptions& o) {
+    auto& pv = out.vector.provenance;
+    pv.name = o.name;
+    pv.method = std::string("train_steering:") +
+                (out.setting.method == ExtractionMethod::MeanDifference ? "mean_diff" : "pca");
+    pv.model_fingerprint = model.fingerprint();
+    pv.model_name = model.config().name;
+    pv.recommended_scale = out.vector.scale();
+    pv.notes["setting"] = out.setting.label();
+    pv.notes["metric"] = std::string(behaviour_metric_name(o.metric.kind));
+    pv.notes["training_report"] = out.csv();
+}
+
 }  // namespace
 
 TrainedSteering train_steering(const std::shared_ptr<const Model>& model, const SteeringDataset& data,
@@ -357,9 +396,12 @@ TrainedSteering train_steering(const std::shared_ptr<const Model>& model, const 
             if (l < 0 || l >= cfg.n_layer)
                 fail(ErrorCode::InvalidArgument, "steering candidate '%s': layer %d is outside 0..%d",
                      c.label().c_str(), l, cfg.n_layer - 1);
-        if (c.op == SteeringOp::Ablate || c.answer_tokens < 0)
-            fail(ErrorCode::InvalidArgument, "steering candidate '%s': op ablate has no scale to search, and "
-                 "answer_tokens must be >= 0", c.label().c_str());
+        if (c.op == SteeringOp::Ablate)
+            fail(ErrorCode::InvalidArgument, "steering candidate '%s': op ablate has no scale to search",
+                 c.label().c_str());
+        if (c.answer_tokens < 0)
+            fail(ErrorCode::InvalidArgument, "steering candidate '%s': answer_tokens is %d, must be >= 0",
+                 c.label().c_str(), c.answer_tokens);
     }
     Inputs in = render_inputs(*model->tokenizer(), data, o);
     Trainer t(model, o, in.longest + 1);
@@ -381,36 +423,17 @@ TrainedSteering train_steering(const std::shared_ptr<const Model>& model, const 
     int best = -1;
     for (size_t ci = 0; ci < candidates.size() && !over_budget(t); ++ci) {
         built.push_back(build(t, candidates[ci], captures.at(key_of(candidates[ci]))));
-        if (built.back().vector.layers().empty()) {
-            SteeringTrial row;
-            row.candidate = candidates[ci].label();
-            row.candidate_index = static_cast<int>(ci);
-            row.coherent = false;
-            row.note = "no direction: the two sides give the same activations there";
-            out.report.push_back(row);
-            continue;
-        }
-        SteeringTrial previous;
-        for (float s : ladder(o, built.back().vector)) {
-            t.progress("search", static_cast<int64_t>(ci), static_cast<int64_t>(candidates.size()),
-                       candidates[ci].label() + " scale " + std::to_string(s));
-            SteeringTrial row = measure(t, guard, search, base, out.positive_direction, built.back().vector, s);
-            row.candidate = candidates[ci].label();
-            row.candidate_index = static_cast<int>(ci);
-            out.report.push_back(row);
-            if (better(row, best < 0 ? nullptr : &out.report[static_cast<size_t>(best)]))
+        for (SteeringTrial& row : walk_ladder(t, guard, search, base, out.positive_direction, built.back().vector,
+                                              static_cast<int>(ci), candidates[ci].label(), candidates.size())) {
+            out.report.push_back(std::move(row));
+            if (better(out.report.back(), best < 0 ? nullptr : &out.report[static_cast<size_t>(best)]))
                 best = static_cast<int>(out.report.size() - 1);
-            // Up the ladder while the guard holds and either side still moves.
-            const bool saturated = row.effect > 0 && row.effect_up <= previous.effect_up &&
-                                   row.effect_down <= previous.effect_down;
-            previous = row;
-            if (!row.coherent || saturated || over_budget(t)) break;
         }
     }
 
     if (best >= 0) {
-        SteeringTrial& chosen = out.report[static_cast<size_t>(best)];
-        chosen.chosen = true;
+        out.report[static_cast<size_t>(best)].chosen = true;
+        const SteeringTrial chosen = out.report[static_cast<size_t>(best)];
         const auto ci = static_cast<size_t>(chosen.candidate_index);
         out.setting = candidates[ci];
         out.separation = built[ci].separation;
@@ -429,17 +452,7 @@ TrainedSteering train_steering(const std::shared_ptr<const Model>& model, const 
     }
     out.tokens = t.tokens;
     out.seconds = seconds_since(t0);
-    if (out.found) {
-        auto& pv = out.vector.provenance;
-        pv.name = o.name;
-        pv.method = std::string("train_steering:") + (out.setting.method == ExtractionMethod::MeanDifference ? "mean_diff" : "pca");
-        pv.model_fingerprint = model->fingerprint();
-        pv.model_name = cfg.name;
-        pv.recommended_scale = out.vector.scale();
-        pv.notes["setting"] = out.setting.label();
-        pv.notes["metric"] = std::string(behaviour_metric_name(o.metric.kind));
-        pv.notes["training_report"] = out.csv();
-    }
+    if (out.found) record_provenance(out, *model, o);
     return out;
 }
 

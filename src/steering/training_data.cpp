@@ -105,7 +105,6 @@ RenderedExample render_side(const Tokenizer& tok, std::span<const ChatMessage> s
     ex.prompt_text = last_user_text(context);
     if (has_answer) {
         ex.answer = tok.encode(side.back().content);
-        ex.answer_text = side.back().content;
         ex.answer_given = true;
         if (ex.answer.empty()) fail(ErrorCode::InvalidArgument, "contrast pair %zu has an empty answer", index);
     }

@@ -21,7 +21,7 @@ namespace steering_detail {
 // generation prompt) and the answer after it (given, or the model's own).
 struct RenderedExample {
     std::vector<TokenId> prompt, answer;
-    std::string prompt_text, answer_text;
+    std::string prompt_text;  // the last user message (what a custom metric is given)
     bool answer_given = false;
 };
 
