@@ -15,6 +15,10 @@ if "$steer" -m "$model" --heldout "$work/heldout.txt" -o "$work/x.gguf" --max-ne
   fail "a negative --max-new-tokens was accepted"
 fi
 grep -q -- "--max-new-tokens" "$work/err" || fail "no message naming --max-new-tokens: $(cat "$work/err")"
+if "$steer" -m "$model" --heldout "$work/heldout.txt" -o "$work/x.gguf" --max-kl nan 2> "$work/err"; then
+  fail "--max-kl nan was accepted"
+fi
+grep -q -- "--max-kl" "$work/err" || fail "no message naming --max-kl: $(cat "$work/err")"
 printf '{"positive": 3, "negative": "x"}\n' > "$work/bad.jsonl"
 if "$steer" -m "$model" --pairs "$work/bad.jsonl" --heldout "$work/heldout.txt" -o "$work/x.gguf" 2> "$work/err"; then
   fail "a malformed pairs line was accepted"

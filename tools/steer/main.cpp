@@ -167,6 +167,7 @@ private:
 int main(int argc, char** argv) {
     CLI::App app{"ds4-steer: train a steering vector from contrast pairs, chosen by measured behaviour", "ds4-steer"};
     ds4::tools::set_up(app);
+    using ds4::tools::in_range;
     std::string model_path, pairs_path, heldout_path, neutral_path, out_path, report_path, f32_path, cv_path;
     std::string metric = "length", persona_template, positive_persona, negative_persona, openings_path;
     ds4::SteeringTrainingOptions o;
@@ -187,19 +188,19 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"length", "logprob", "refusal"}));
     app.add_option("--positive-direction", o.metric.positive_direction,
                    "+1/-1: the positive side scores higher/lower (default 0: measured)")
-        ->check(CLI::Range(-1, 1));
-    app.add_option("--max-candidates", o.budget.max_candidates, "settings measured")->check(CLI::Range(1, 1000));
+        ->check(in_range(-1, 1));
+    app.add_option("--max-candidates", o.budget.max_candidates, "settings measured")->check(in_range(1, 1000));
     app.add_option("--search-prompts", o.budget.search_prompts, "held-out prompts per measured setting")
-        ->check(CLI::Range(1, 100000));
+        ->check(in_range(1, 100000));
     app.add_option("--confirm-prompts", o.budget.confirm_prompts, "held-out prompts for the chosen setting")
-        ->check(CLI::Range(0, 100000));
+        ->check(in_range(0, 100000));
     app.add_option("--max-new-tokens", o.budget.max_new_tokens, "tokens per generated answer")
-        ->check(CLI::Range(1, 65536));
+        ->check(in_range(1, 65536));
     app.add_option("--max-tokens", o.budget.max_tokens, "stop searching after this many evaluated tokens (0: no limit)")
-        ->check(CLI::NonNegativeNumber);
-    app.add_option("--max-kl", o.max_kl, "coherence guard bound (nats)")->check(CLI::PositiveNumber);
+        ->check(in_range<int64_t>(0));
+    app.add_option("--max-kl", o.max_kl, "coherence guard bound (nats)")->check(in_range(1e-9));
     app.add_option("--kl-quantile", o.kl_quantile, "quantile of the per-token KL the guard bounds")
-        ->check(CLI::Range(0.0, 1.0));
+        ->check(in_range(0.0, 1.0));
     app.add_option("--name", o.name, "name recorded in the file");
     app.add_option("--report", report_path, "also write the report as CSV");
     app.add_option("--export-f32", f32_path, "also write the reference engine's .f32 (+ .json sidecar)");
